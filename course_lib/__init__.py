@@ -1,0 +1,18 @@
+"""course_lib — the small, tested package behind the course
+"LLM Scaling Laws — Principles and Engineering Practice".
+
+One module per concept, in the order the chapters need them:
+
+* ``device``    — cuda → mps → cpu, overridable with ``$COURSE_DEVICE``
+* ``seeding``   — one call seeds Python, NumPy and PyTorch
+* ``plotting``  — the course's figure style (colour-blind-safe palette)
+* ``glue``      — values computed in a notebook, quoted by the book's prose
+* ``validate``  — clear errors for bad input (used by every module)
+* ``losses``    — surprisal, entropy, cross-entropy, KL, softmax/sigmoid losses,
+  perplexity, bits per byte (chapter 1)
+* ``checks``    — self-checks for exercise solutions
+
+Import what you need: ``from course_lib import losses``.
+"""
+
+__version__ = "0.1.0"
