@@ -5,6 +5,7 @@
 #   make test      the same set-up, then every check: unit tests, nbval, strict build, browser
 #   make execute   re-run the notebooks and store their outputs
 #   make lab       open JupyterLab on the notebooks
+#   make labs      write student copies (solutions stubbed) and instructor copies to _build/labs
 #
 # Options: PYTHON=python3.11 (interpreter for the venv), DEVICE=cuda|mps|cpu (the device the
 # notebooks and tests use; default: auto-detect), NOTEBOOKS="notebooks/01_*.ipynb" (a subset).
@@ -25,7 +26,7 @@ endif
 # Reproducible kernels: no hash randomisation.
 export PYTHONHASHSEED := 0
 
-.PHONY: setup book test unit nbval book-strict browser execute lab clean
+.PHONY: setup book test unit nbval book-strict browser execute lab labs clean
 
 setup: $(STAMP)
 
@@ -45,7 +46,7 @@ test: $(STAMP) unit nbval book-strict browser
 	@echo "All checks passed."
 
 unit: $(STAMP)
-	$(PYTEST) -q tests/unit tests/test_book_structure.py --doctest-modules course_lib
+	$(PYTEST) -q tests/unit tests/test_book_structure.py tests/test_labs.py --doctest-modules course_lib
 
 nbval: $(STAMP)
 	$(PYTEST) -q $(NBVAL) -n $(WORKERS) --dist loadfile $(NOTEBOOKS)
@@ -60,6 +61,9 @@ browser: $(STAMP)
 
 execute: $(STAMP)
 	$(BIN)/python tests/execute_notebooks.py $(NOTEBOOKS)
+
+labs: $(STAMP)
+	$(BIN)/python tests/build_labs.py
 
 lab: $(STAMP)
 	test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet "jupyterlab>=4,<5"

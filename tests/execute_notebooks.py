@@ -3,6 +3,12 @@
     python tests/execute_notebooks.py                    # every notebooks/NN_*.ipynb
     python tests/execute_notebooks.py notebooks/01_cross_entropy.ipynb
 
+Before running, the first code cell is made the Colab install cell generated
+from ``_config.yml`` (the repository URL, the project's one setting for it) and
+``.ci/requirements-data.txt`` (the data packages): when ``course_lib`` is not
+importable (a fresh Colab runtime) it installs the course and its data; anywhere
+else it does nothing. ``tests/test_book_structure.py`` checks it is current.
+
 Each notebook runs top to bottom in a fresh kernel of the current Python
 environment, with its own folder as working directory. Widget state is stored
 (so JupyterLab shows the last view of each control), per-cell timing metadata
@@ -21,14 +27,48 @@ import time
 from pathlib import Path
 
 import nbformat
+import yaml
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+INSTALL_TAG = "colab-install"
+
+
+def colab_cell_source() -> str:
+    """Source of the guarded install cell, built from the project's own settings."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    url = config["repository"]["url"]
+    data = [line.split("#")[0].strip()
+            for line in (ROOT / ".ci" / "requirements-data.txt").read_text().splitlines()]
+    data = " ".join(d for d in data if d)
+    return (
+        "# Colab (or any Python without the course): install course_lib and its data.\n"
+        "# Everywhere else this cell does nothing.\n"
+        "import importlib.util\n\n"
+        'if importlib.util.find_spec("course_lib") is None:\n'
+        f'    %pip install -q "git+{url}"\n'
+        f"    %pip install -q --no-deps {data}"
+    )
+
+
+def ensure_colab_cell(nb: nbformat.NotebookNode) -> bool:
+    """Make the first code cell the current install cell; return True if it changed."""
+    source = colab_cell_source()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if code and INSTALL_TAG in code[0].metadata.get("tags", []):
+        changed = code[0].source != source
+        code[0].source = source
+        return changed
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INSTALL_TAG, "remove-cell"]})
+    first_code = nb.cells.index(code[0]) if code else len(nb.cells)
+    nb.cells.insert(first_code, cell)
+    return True
 
 
 def execute(path: Path, timeout: int) -> float:
     """Execute ``path`` in place; return the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
+    ensure_colab_cell(nb)
     client = NotebookClient(
         nb,
         timeout=timeout,

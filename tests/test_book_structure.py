@@ -13,6 +13,8 @@ import nbformat
 import pytest
 import yaml
 
+from execute_notebooks import INSTALL_TAG, colab_cell_source
+
 ROOT = Path(__file__).resolve().parent.parent
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -87,8 +89,8 @@ def test_chapter_has_goals_summary_exercises_references(notebook):
 def test_chapter_is_readable(notebook):
     assert len(notebook.cells) <= MAX_CELLS, f"{len(notebook.cells)} cells (at most {MAX_CELLS})"
     for i, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
-            continue
+        if cell.cell_type != "code" or "remove-cell" in cell.metadata.get("tags", []):
+            continue  # cells hidden from the page (the Colab install) are exempt
         lines = cell.source.splitlines()
         assert len(lines) <= MAX_CODE_LINES, f"cell {i} has {len(lines)} lines (a screen is {MAX_CODE_LINES})"
         long = [line for line in lines if len(line) > MAX_LINE]
@@ -138,3 +140,10 @@ def test_every_exercise_has_a_solution_and_a_self_check(notebook):
         after = cells[end + 1] if end + 1 < len(cells) else None
         assert after is not None and after.cell_type == "code" and "checks." in after.source, (
             f"exercise {label} needs a self-check cell right after its solution")
+
+
+def test_first_code_cell_installs_the_course_on_colab(notebook):
+    first = next(c for c in notebook.cells if c.cell_type == "code")
+    assert INSTALL_TAG in first.metadata.get("tags", []), "first code cell is the Colab install"
+    assert first.source == colab_cell_source(), (
+        "the install cell is stale (repository URL or data pins changed): run `make execute`")
