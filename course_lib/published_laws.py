@@ -61,7 +61,7 @@ class KaplanLaws:
     joint_alpha_D: float = 0.103
     joint_N_c: float = 6.4e13
     joint_D_c: float = 1.8e13
-    n_opt_exponent: float = 0.73  # N_opt ∝ C_min**0.73, eq. (1.7)
+    n_opt_exponent: float = 0.73  # N_opt ∝ C_min**0.73 (compute-efficient training)
     source: str = "Kaplan et al. 2020"
 
     def loss_n(self, N: object) -> np.ndarray:

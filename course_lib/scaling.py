@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 import scipy.special
+import threadpoolctl
 
 from .validate import as_tensor, require_finite, require_in_range, require_positive
 
@@ -235,7 +236,13 @@ def _grid_objective(pts: np.ndarray, x: np.ndarray, y: np.ndarray, log_l: np.nda
     return _huber(scipy.special.logsumexp(terms, axis=0) - log_l, delta).sum(axis=1)
 
 
-#: Starting grid after Hoffmann et al. (2022): 5 × 5 × 5 × 6 × 6 = 4,500 points.
+@functools.cache
+def _blas_controller() -> threadpoolctl.ThreadpoolController:
+    """Inspect the loaded BLAS libraries once (each inspection takes milliseconds)."""
+    return threadpoolctl.ThreadpoolController()
+
+
+#: Starting grid modelled on Hoffmann et al.'s (2022): 6 × 6 × 5 × 5 × 5 = 4,500 points.
 DEFAULT_GRID = {"alpha": np.arange(0.0, 2.01, 0.5), "beta": np.arange(0.0, 2.01, 0.5),
                 "e": np.arange(-1.0, 1.01, 0.5), "a": np.arange(0.0, 26.0, 5.0),
                 "b": np.arange(0.0, 26.0, 5.0)}
@@ -259,6 +266,12 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
     """
     n, d, loss = _runs("fit_chinchilla", 5, N=N, D=D, L=L)
     delta = require_positive("delta", delta)
+    if n_refine is not None and (not isinstance(n_refine, int) or n_refine < 1):
+        raise ValueError(f"n_refine must be a positive integer or None; got {n_refine!r}")
+    unknown = set(grid or {}) - set(DEFAULT_GRID)
+    if unknown:
+        raise ValueError(f"grid has unknown key(s) {sorted(unknown)}; expected some of "
+                         f"{sorted(DEFAULT_GRID)}")
     mx, my = np.log(n).mean(), np.log(d).mean()
     x, y, log_l = np.log(n) - mx, np.log(d) - my, np.log(loss)
 
@@ -277,12 +290,14 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
 
     fun = functools.partial(_objective, x=x, y=y, log_l=log_l, delta=delta)
     best = None
-    for start in starts:
-        res = scipy.optimize.minimize(
-            fun, start, jac=True, method="L-BFGS-B",
-            options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12})
-        if best is None or res.fun < best.fun:
-            best = res
+    # L-BFGS does tiny matrix products: one BLAS thread is several times faster.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        for start in starts:
+            res = scipy.optimize.minimize(
+                fun, start, jac=True, method="L-BFGS-B",
+                options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12})
+            if best is None or res.fun < best.fun:
+                best = res
     a, b, e, alpha, beta = best.x
     return ChinchillaFit(
         E=float(np.exp(e)), A=float(np.exp(a + alpha * mx)), B=float(np.exp(b + beta * my)),
@@ -297,13 +312,15 @@ class BootstrapResult:
     """Percentile bootstrap of a fit: the full-data estimate and resampled refits.
 
     ``samples`` has shape ``(n_resamples, len(names))``; ``level`` is the
-    coverage the intervals aim at (e.g. 0.8 for 10th–90th percentiles).
+    coverage the intervals aim at (e.g. 0.8 for 10th–90th percentiles);
+    ``n_failed`` counts resamples the fit rejected (they were redrawn).
     """
 
     names: tuple[str, ...]
     estimate: np.ndarray
     samples: np.ndarray
     level: float
+    n_failed: int = 0
 
     def interval(self, name: str) -> tuple[float, float]:
         if name not in self.names:
@@ -322,7 +339,9 @@ class BootstrapResult:
         return {k: self.interval(k)[0] <= v <= self.interval(k)[1] for k, v in truth.items()}
 
     def __repr__(self) -> str:
-        lines = [f"BootstrapResult({len(self.samples)} resamples, {self.level:.0%} intervals)"]
+        failed = f", {self.n_failed} redrawn" if self.n_failed else ""
+        lines = [f"BootstrapResult({len(self.samples)} resamples{failed}, "
+                 f"{self.level:.0%} intervals)"]
         for name, est in zip(self.names, self.estimate):
             lo, hi = self.interval(name)
             lines.append(f"  {name:>9s} = {est:<10.4g} [{lo:.4g}, {hi:.4g}]")
@@ -336,7 +355,9 @@ def bootstrap(fit: Callable[..., object], *runs: object, n_resamples: int = 1000
     ``fit(*runs)`` must return an object with a ``params`` dict (every fit in
     this module does); ``runs`` are arrays of shape ``(R,)`` (e.g. ``N, D, L``).
     For :func:`fit_chinchilla`, pass ``functools.partial(fit_chinchilla,
-    init=full_fit)`` so each refit starts at the full-data optimum.
+    init=full_fit)`` so each refit starts at the full-data optimum. A resample
+    the fit rejects with ``ValueError`` (say, every run of the same size) is
+    redrawn; more than ``n_resamples`` such failures raise ``RuntimeError``.
     """
     if not isinstance(n_resamples, int) or n_resamples < 2:
         raise ValueError(f"n_resamples must be an integer >= 2; got {n_resamples!r}")
@@ -351,28 +372,37 @@ def bootstrap(fit: Callable[..., object], *runs: object, n_resamples: int = 1000
     if progress:
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc="bootstrap", leave=False)
-    samples = []
+    samples, failed = [], 0
     for _ in steps:
-        idx = rng.integers(0, len(arrays[0]), size=len(arrays[0]))
-        samples.append(list(fit(*(a[idx] for a in arrays)).params.values()))
+        while True:
+            idx = rng.integers(0, len(arrays[0]), size=len(arrays[0]))
+            try:
+                samples.append(list(fit(*(a[idx] for a in arrays)).params.values()))
+                break
+            except ValueError as err:
+                failed += 1
+                if failed > n_resamples:
+                    raise RuntimeError(f"the fit rejected {failed} resamples, the last "
+                                       f"with: {err}. Too few runs to bootstrap?") from err
     return BootstrapResult(tuple(full), np.array(list(full.values())), np.array(samples),
-                           level)
+                           level, failed)
 
 
 # ---------------------------------------------------------- Approach 2: IsoFLOPs
 @dataclass(frozen=True)
 class IsoFLOPMinimum:
-    """Vertex of a parabola ``L ≈ c0 + c1 log N + c2 (log N)²`` at one budget ``C``.
+    """Vertex of a parabola ``L ≈ c2 (log N)² + c1 log N + c0`` at one budget ``C``.
 
-    ``inside`` is False when the vertex lies outside the sampled sizes: the
-    minimum is then an extrapolation and the budget's sizes should be widened.
+    ``parabola`` is ``(c2, c1, c0)``, the order ``np.polyval`` takes. ``inside``
+    is False when the vertex lies outside the sampled sizes: the minimum is
+    then an extrapolation and the budget's sizes should be widened.
     """
 
     C: float
     N_opt: float
     D_opt: float
     loss: float
-    curvature: float
+    parabola: tuple[float, float, float]
     n_points: int
     inside: bool
 
@@ -401,7 +431,8 @@ def isoflop_minima(N: object, L: object, C: object,
         n_opt = float(np.exp(x_opt))
         out.append(IsoFLOPMinimum(float(budget), n_opt,
                                   float(budget / (flops_per_param_token * n_opt)),
-                                  float(c0 - c1**2 / (4 * c2)), float(c2), int(mask.sum()),
+                                  float(c0 - c1**2 / (4 * c2)),
+                                  (float(c2), float(c1), float(c0)), int(mask.sum()),
                                   bool(x.min() <= x_opt <= x.max())))
     return tuple(out)
 
@@ -441,7 +472,7 @@ def compute_optimal(C: object, law: ChinchillaLaw,
     for name in ("A", "B", "alpha", "beta"):
         require_positive(f"law.{name}", getattr(law, name))
     scalar = np.ndim(C) == 0
-    c = _positive_runs("C", np.atleast_1d(np.asarray(C, dtype=float)))
+    c = _positive_runs("C", np.atleast_1d(np.asarray(C)))
     k = c / flops_per_param_token
     s = law.alpha + law.beta
     g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / s)

@@ -131,6 +131,13 @@ def test_bootstrap_is_deterministic_given_a_seed_and_reports_intervals():
         first.interval("slope")
 
 
+def test_bootstrap_redraws_resamples_the_fit_rejects():
+    x = [1.0, 1.0, 2.0, 4.0]  # a resample of only 1.0s has no slope
+    result = bootstrap(fit_power_law, x, [3.0, 3.1, 2.0, 1.2], n_resamples=200, seed=0)
+    assert result.n_failed > 0 and len(result.samples) == 200
+    assert "redrawn" in repr(result)
+
+
 def test_power_law_bootstrap_intervals_cover_the_truth_at_about_their_level():
     rng = np.random.default_rng(0)
     x = np.logspace(6, 9, 20)
@@ -164,7 +171,7 @@ def test_isoflop_parabola_vertex_is_exact_for_parabolic_data():
     assert m.N_opt == pytest.approx(3e8, rel=1e-9)
     assert m.loss == pytest.approx(3.0, abs=1e-12)
     assert m.D_opt == pytest.approx(1e19 / (6 * 3e8), rel=1e-9)
-    assert m.inside and m.n_points == 5 and m.curvature == pytest.approx(0.05)
+    assert m.inside and m.n_points == 5 and m.parabola[0] == pytest.approx(0.05)
 
 
 def test_isoflop_minima_recover_the_allocation_exponent():
@@ -217,6 +224,18 @@ def test_published_laws_reproduce_known_allocations():
 
 
 # --------------------------------------------------------------- clear errors
+def fits_once():
+    """A fit that accepts the full data, then rejects every resample."""
+    calls = []
+
+    def fit(x, y):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("no refits")
+        return fit_power_law(x, y)
+    return fit
+
+
 NAN = float("nan")
 X5 = [1.0, 2.0, 3.0, 4.0, 5.0]
 ERRORS = [
@@ -242,6 +261,12 @@ ERRORS = [
     (lambda: bootstrap(fit_power_law, X5, X5, n_resamples=1), ValueError, ["n_resamples", ">= 2", "1"]),
     (lambda: bootstrap(fit_power_law, X5, X5, level=1.5), ValueError, ["level", "(0.0, 1.0)", "1.5"]),
     (lambda: bootstrap(fit_power_law, X5, X5[:4]), ValueError, ["runs", "common length", "[5, 4]"]),
+    (lambda: bootstrap(fits_once(), X5, X5, n_resamples=2), RuntimeError,
+     ["rejected 3 resamples", "no refits", "Too few runs"]),
+    (lambda: fit_chinchilla(X5 + [6], X5 + [6], X5 + [6], n_refine=0), ValueError,
+     ["n_refine", "positive integer", "0"]),
+    (lambda: fit_chinchilla(X5 + [6], X5 + [6], X5 + [6], grid={"E": [1.0]}), ValueError,
+     ["grid", "'E'", "'alpha'"]),
 ]
 
 
