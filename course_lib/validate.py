@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -42,7 +43,9 @@ def as_tensor(name: str, x: object, *, min_ndim: int = 0) -> torch.Tensor:
         t = x
     else:
         try:
-            t = torch.as_tensor(x)
+            # Through NumPy, so that Python floats stay float64 (torch.as_tensor
+            # alone would round them to float32 before the conversion below).
+            t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{name} must be a tensor, array or nested list of numbers; "

@@ -130,3 +130,11 @@ def test_check_function_reports_stub_wrong_value_and_success():
 
 def test_check_function_rejects_non_callables_politely():
     assert "expected a function" in repr(checks.check_function("f", 3, reference=abs, cases=[(1,)]))
+
+
+def test_as_tensor_keeps_python_floats_in_float64():
+    from course_lib.validate import as_tensor
+
+    t = as_tensor("x", [0.1, 1.1])
+    assert t.dtype == torch.float64 and t[0].item() == 0.1 and t[1].item() == 1.1
+    assert as_tensor("x", 0.1).item() == 0.1
