@@ -171,6 +171,24 @@ class BPETokenizer:
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size})"
 
+    def truncated(self, vocab_size: int) -> BPETokenizer:
+        """The tokenizer with only the first merges, ``vocab_size`` ids in all.
+
+        BPE learns merges greedily, so this equals training with the smaller
+        ``vocab_size`` on the same text (checked in the unit tests): one training run
+        gives a whole family of vocabularies.
+        """
+        payload = json.loads(self.backend.to_str())
+        n_fixed = self.vocab_size - len(payload["model"]["merges"])  # bytes + specials
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) \
+                or not n_fixed <= vocab_size <= self.vocab_size:
+            raise ValueError(f"vocab_size must be an integer in [{n_fixed}, {self.vocab_size}] "
+                             f"for this tokenizer; got {vocab_size!r}")
+        model = payload["model"]
+        model["vocab"] = {t: i for t, i in model["vocab"].items() if i < vocab_size}
+        model["merges"] = model["merges"][: vocab_size - n_fixed]
+        return BPETokenizer(hf_tokenizers.Tokenizer.from_str(json.dumps(payload)))
+
     def encode_array(self, text: str) -> np.ndarray:
         """Token ids of ``text``: int64 ``(n_tokens,)``.
 

@@ -55,6 +55,15 @@ def test_bpe_training_is_deterministic(bpe):
     assert train_bpe([TEXT[:1000], TEXT[1000:]], vocab_size=300).vocab_size == 300
 
 
+def test_truncated_equals_training_a_smaller_vocabulary(bpe):
+    small = train_bpe(TEXT, vocab_size=280)
+    cut = bpe.truncated(280)
+    assert cut.vocab_size == 280 and cut.merges == small.merges
+    assert cut.backend.get_vocab() == small.backend.get_vocab()
+    assert cut.encode(TEXT) == small.encode(TEXT) and cut.fingerprint == small.fingerprint
+    assert bpe.truncated(300).fingerprint == bpe.fingerprint
+
+
 def test_bpe_save_load_and_transformers(bpe, tmp_path):
     path = bpe.save(tmp_path / "bpe.json")
     again = BPETokenizer.load(path)
@@ -85,6 +94,7 @@ BAD = [
      ["missing.json", "does not exist"]),
     (lambda p, b: BPETokenizer.load(p / "garbage.json"), ValueError, ["garbage.json", "not valid JSON"]),
     (lambda p, b: CharTokenizer.load(p / "bpe.json"), ValueError, ["not a character tokenizer"]),
+    (lambda p, b: b.truncated(100), ValueError, ["vocab_size", "[257, 300]", "100"]),
 ]
 
 
