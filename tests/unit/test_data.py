@@ -152,3 +152,14 @@ def test_atomic_open_rejects_other_modes(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'; got 'a'"):
         with atomic.atomic_open(tmp_path / "x", "a"):
             pass
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batches_reach_the_gpu():
+    tokens = np.arange(500, dtype=np.uint16)
+    x, y = data.get_batch(tokens, 8, 16, make_generator(0), device="cuda")
+    assert x.device.type == y.device.type == "cuda" and x.dtype == torch.long
+    cpu_x, _ = data.get_batch(tokens, 8, 16, make_generator(0))
+    assert torch.equal(x.cpu(), cpu_x)  # same windows wherever they land
+    first, _ = next(data.sequential_batches(tokens, 4, 16, device="cuda"))
+    assert first.is_cuda
