@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import bisect
 import math
-import string
 
 import numpy as np
 import scipy.sparse
 import torch
 
+from .tokenizers import CharTokenizer
 from .validate import require_positive
 
 __all__ = ["SYMBOLS", "MarkovLanguage"]
 
-#: One printable, non-space character per token id (ASCII first): how samples become text.
-SYMBOLS = (string.ascii_lowercase + string.ascii_uppercase + string.digits
-           + string.punctuation + "".join(chr(c) for c in range(0xA1, 0x180) if c != 0xAD))
+#: One printable, non-space character per token id, in code-point order (ASCII first), so
+#: that a ``CharTokenizer`` over these characters gives every token its own id back.
+SYMBOLS = "".join(chr(c) for c in [*range(0x21, 0x7F), *range(0xA1, 0x180)] if c != 0xAD)
 _MAX_CONTEXTS = 2**20
 
 
@@ -233,6 +233,13 @@ class MarkovLanguage:
                              f"expected at most {len(SYMBOLS)} tokens")
         ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
         return "".join(SYMBOLS[i] for i in ids)
+
+    def tokenizer(self) -> CharTokenizer:
+        """The character tokenizer of :meth:`to_text`'s output: its ids are the token ids."""
+        if self.vocab_size > len(SYMBOLS):
+            raise ValueError(f"vocab_size {self.vocab_size} has no text form; "
+                             f"expected at most {len(SYMBOLS)} tokens")
+        return CharTokenizer(SYMBOLS[: self.vocab_size])
 
     def from_text(self, text: str) -> torch.Tensor:
         """Inverse of :meth:`to_text`: LongTensor ``(len(text),)``."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from course_lib.synthetic import SYMBOLS, MarkovLanguage
+from course_lib.tokenizers import CharTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,15 @@ def test_text_round_trip(lang):
     assert len(text) == 300 and set(text) <= set(SYMBOLS[:64])
     assert torch.equal(lang.from_text(text), x)
     assert len(SYMBOLS) == len(set(SYMBOLS)) >= 256 and not any(c.isspace() for c in SYMBOLS)
+    assert list(SYMBOLS) == sorted(SYMBOLS)
+
+
+def test_character_tokenizer_gives_the_token_ids_back(lang):
+    x = lang.sample(20_000, seed=5)
+    text = lang.to_text(x)
+    assert lang.tokenizer().encode(text) == x.tolist()
+    assert CharTokenizer.from_text(text).encode(text) == x.tolist()  # all 64 occur
+    assert lang.tokenizer().vocab_size == 64
 
 
 def test_difficulty_knobs_move_the_entropy_rate():
@@ -119,7 +129,7 @@ BAD = [
     (lambda L: L.cross_entropy(torch.rand(5)), ValueError, ["tokens", "integer", "float32"]),
     (lambda L: L.entropy_rate(base=1), ValueError, ["base", "other than 1"]),
     (lambda L: L.conditional_entropy(-1), ValueError, ["context_length", ">= 0"]),
-    (lambda L: L.from_text("ab c"), ValueError, ["' '", "64 symbols"]),
+    (lambda L: L.from_text("!# ,"), ValueError, ["' '", "64 symbols"]),
     (lambda L: MarkovLanguage(vocab_size=400, order=1).to_text([0]), ValueError,
      ["vocab_size 400", "no text form"]),
 ]
