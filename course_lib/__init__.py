@@ -11,6 +11,13 @@ One module per concept, in the order the chapters need them:
 * ``losses``    — surprisal, entropy, cross-entropy, KL, softmax/sigmoid losses,
   perplexity, bits per byte (chapter 1)
 * ``checks``    — self-checks for exercise solutions
+* ``atomic``    — files written completely or not at all (temp file + ``os.replace``)
+* ``corpora``   — Shakespeare, WordNet (and its category task), a synthetic language,
+  local text files (chapter 3)
+* ``synthetic`` — a random Markov language whose entropy rate is known exactly
+* ``tokenizers`` — character and byte-level BPE tokenizers, saved and loaded
+* ``data``      — token arrays cached on disk (memory-mapped), train/validation
+  splits, language-model batches
 
 Import what you need: ``from course_lib import losses``.
 """
