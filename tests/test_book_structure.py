@@ -49,6 +49,13 @@ def test_every_chapter_and_book_page_is_in_the_toc():
     assert not orphans, f"pages missing from _toc.yml: {orphans}"
 
 
+def test_bibliography_parses():
+    from pybtex.database import parse_file
+
+    entries = parse_file(str(ROOT / "book/references.bib")).entries
+    assert set(entries) == BIB_KEYS
+
+
 def test_bibliography_has_no_duplicate_keys():
     keys = re.findall(r"^@\w+\{([^,]+),", (ROOT / "book/references.bib").read_text(), re.M)
     assert len(keys) == len(set(keys))
