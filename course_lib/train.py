@@ -21,6 +21,7 @@ a non-finite loss stops the run with :class:`NonFiniteLossError`. Started by
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -34,11 +35,10 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, distributed, flops
 from .device import get_device
-from .models.gpt import GPT
+from .models.gpt import GPT, weight_decay_groups
 
 __all__ = [
-    "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine",
-    "weight_decay_groups", "lm_loss", "train",
+    "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine", "lm_loss", "train",
 ]
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -149,13 +149,6 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay matrices and embeddings (2-D), not biases or norms (1-D)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-
-
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -182,26 +175,76 @@ def _flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
         return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16" and device.type != "cuda":
+@dataclass
+class _Run:
+    """Everything a run updates, so the helpers below take one argument, not eight."""
+
+    model: torch.nn.Module  # what the steps call: the DDP wrapper under torchrun
+    base: torch.nn.Module  # the model itself: what checkpoints hold
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator  # draws the training batches
+    info: distributed.DistInfo
+    device: torch.device
+    autocast: torch.autocast
+
+
+def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, str]:
+    device = get_device(device)
+    info = distributed.init_from_env(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    if config.precision == "bf16" and device.type != "cuda":
         raise ValueError(f"precision='bf16' autocasts on CUDA only; the device is {device}")
-    use_bf16 = device.type == "cuda" and (
-        precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()))
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), \
-        ("bf16" if use_bf16 else "fp32")
+    use_bf16 = device.type == "cuda" and (config.precision == "bf16" or (
+        config.precision == "auto" and torch.cuda.is_bf16_supported()))
+    base = model.to(device)
+    wrapped = (torch.nn.parallel.DistributedDataParallel(
+        base, device_ids=[info.local_rank] if device.type == "cuda" else None)
+        if info.enabled else base)
+    optimizer = torch.optim.AdamW(
+        weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
+        fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
+    generator = torch.Generator().manual_seed(config.seed + info.rank)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    run = _Run(wrapped, base, optimizer, scheduler, generator, info, device, autocast)
+    return run, "bf16" if use_bf16 else "fp32"
+
+
+def _accumulate_gradients(run: _Run, get_batch: BatchFn, loss_fn: LossFn,
+                          config: TrainConfig, result: TrainResult) -> float:
+    """Forward and backward over ``grad_accum_steps`` micro-batches; the mean loss of all ranks."""
+    loss_sum = 0.0
+    for micro in range(config.grad_accum_steps):
+        batch = tuple(t.to(run.device, non_blocking=True)
+                      for t in get_batch("train", run.generator))
+        if result.flops_per_token == 0.0:
+            result.flops_per_token = _flops_per_token(run.base, batch[0].shape[1])
+        last = micro == config.grad_accum_steps - 1
+        # under DDP, gradients are averaged across processes on the last micro-batch only
+        with run.model.no_sync() if run.info.enabled and not last else nullcontext():
+            with run.autocast:
+                loss = loss_fn(run.model, batch) / config.grad_accum_steps
+            loss.backward()
+        loss_sum += loss.item()
+        result.tokens += batch[0].numel() * run.info.world_size
+    return distributed.all_reduce_mean(loss_sum, run.info, run.device)
 
 
 @torch.no_grad()
-def _evaluate(model, get_batch, loss_fn, config, device, autocast, rank) -> float:
-    model.eval()
-    generator = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET + rank)
+def _evaluate(run: _Run, get_batch: BatchFn, loss_fn: LossFn, config: TrainConfig) -> float:
+    """Mean loss on ``eval_batches`` validation batches, the same ones at every evaluation."""
+    run.model.eval()
+    generator = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET + run.info.rank)
     total = 0.0
     for _ in range(config.eval_batches):
-        batch = tuple(t.to(device) for t in get_batch("val", generator))
-        with autocast:
-            total += loss_fn(model, batch).item()
-    model.train()
-    return total / config.eval_batches
+        batch = tuple(t.to(run.device) for t in get_batch("val", generator))
+        with run.autocast:
+            total += loss_fn(run.model, batch).item()
+    run.model.train()
+    return distributed.all_reduce_mean(total / config.eval_batches, run.info, run.device)
 
 
 def train(
@@ -227,108 +270,83 @@ def train(
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
     if resume and config.checkpoint_dir is None:
         raise ValueError("resume=True needs config.checkpoint_dir, the folder to resume from")
-    device = get_device(device)
-    info = distributed.init_from_env(device.type)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    autocast, precision = _autocast(device, config.precision)
-    base = model.to(device)
-    model = (torch.nn.parallel.DistributedDataParallel(
-        base, device_ids=[info.local_rank] if device.type == "cuda" else None)
-        if info.enabled else base)
-    optimizer = torch.optim.AdamW(
-        weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
-        fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
-    generator = torch.Generator().manual_seed(config.seed + info.rank)
-    result = TrainResult(0, 0, 0.0, 0.0, 0.0, sum(p.numel() for p in base.parameters()),
-                         device=str(device), world_size=info.world_size, precision=precision)
+    run, precision = _setup(model, config, device)
+    result = TrainResult(0, 0, 0.0, float(flops_per_token or 0.0), 0.0,
+                         sum(p.numel() for p in run.base.parameters()),
+                         device=str(run.device), world_size=run.info.world_size,
+                         precision=precision)
     step, elapsed = 0, 0.0
     folder = checkpoint.latest_checkpoint(config.checkpoint_dir) if resume else None
     if folder is not None:
-        step, elapsed = _restore(folder, base, optimizer, scheduler, generator, result,
-                                 config, info, device)
-
-    bar = tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
-               disable=not (config.progress and info.is_main))
+        step, elapsed = _restore(folder, run, result, config)
     start = time.perf_counter() - elapsed
-    model.train()
-    while step < config.max_steps:
-        loss_sum = 0.0
-        for micro in range(config.grad_accum_steps):
-            batch = tuple(t.to(device, non_blocking=True) for t in get_batch("train", generator))
-            if result.flops_per_token == 0.0:
-                result.flops_per_token = flops_per_token or _flops_per_token(base, batch[0].shape[1])
-            last = micro == config.grad_accum_steps - 1
-            sync = model.no_sync() if info.enabled and not last else nullcontext()
-            with sync:
-                with autocast:
-                    loss = loss_fn(model, batch) / config.grad_accum_steps
-                loss.backward()
-            loss_sum += loss.item()
-            result.tokens += batch[0].numel() * info.world_size
-        loss_value = distributed.all_reduce_mean(loss_sum, info, device)
-        if not math.isfinite(loss_value):
-            bar.close()
-            raise NonFiniteLossError(
-                f"the training loss is {loss_value} at step {step + 1} (learning rate "
-                f"{scheduler.get_last_lr()[0]:.3g}); training stopped before the update. "
-                f"Try a lower lr, more warmup_steps or gradient clipping.")
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
-        result.lr.append((step + 1, scheduler.get_last_lr()[0]))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        result.train_loss.append((step, loss_value))
-        postfix = {"loss": f"{loss_value:.3f}"}
-        final = step == config.max_steps
-        if final or (config.eval_interval and step % config.eval_interval == 0):
-            val = _evaluate(model, get_batch, loss_fn, config, device, autocast, info.rank)
-            result.val_loss.append((step, distributed.all_reduce_mean(val, info, device)))
-            postfix["val"] = f"{result.val_loss[-1][1]:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.update(1)
-        result.steps, result.wall_time_s = step, time.perf_counter() - start
-        result.flops = result.flops_per_token * result.tokens
-        if config.checkpoint_dir and (final or (config.checkpoint_interval
-                                                and step % config.checkpoint_interval == 0)):
-            _save(base, optimizer, scheduler, generator, result, config, info)
-    bar.close()
+    run.model.train()
+    with tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
+              disable=not (config.progress and run.info.is_main)) as bar:
+        while step < config.max_steps:
+            loss_value = _accumulate_gradients(run, get_batch, loss_fn, config, result)
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"the training loss is {loss_value} at step {step + 1} (learning rate "
+                    f"{run.scheduler.get_last_lr()[0]:.3g}); training stopped before the "
+                    f"update. Try a lower lr, more warmup_steps or gradient clipping.")
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
+            result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            result.train_loss.append((step, loss_value))
+            final = step == config.max_steps
+            if final or (config.eval_interval and step % config.eval_interval == 0):
+                result.val_loss.append((step, _evaluate(run, get_batch, loss_fn, config)))
+            shown = {"loss": f"{loss_value:.3f}"}
+            if result.val_loss:
+                shown["val"] = f"{result.final_val_loss:.3f}"
+            bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+            result.steps, result.wall_time_s = step, time.perf_counter() - start
+            result.flops = result.flops_per_token * result.tokens
+            if config.checkpoint_dir and (final or (
+                    config.checkpoint_interval and step % config.checkpoint_interval == 0)):
+                _save(run, result, config)
     return result
 
 
-def _rng_tensors(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    states = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
+def _rng_tensors(run: _Run) -> dict[str, torch.Tensor]:
+    states = {"batches": run.generator.get_state(), "torch": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(run.device)
     return states
 
 
-def _save(base, optimizer, scheduler, generator, result, config, info) -> None:
-    device = next(base.parameters()).device
-    per_rank = distributed.all_gather_objects(_rng_tensors(generator, device), info)
-    if info.is_main:
+def _save(run: _Run, result: TrainResult, config: TrainConfig) -> None:
+    """Checkpoint with every rank's random-number states; rank 0 writes it."""
+    per_rank = distributed.all_gather_objects(_rng_tensors(run), run.info)
+    if run.info.is_main:
         tensors = {f"rng.{rank}.{name}": t for rank, states in enumerate(per_rank)
                    for name, t in states.items()}
-        model_config = getattr(base, "config", None)
+        model_config = getattr(run.base, "config", None)
+        if model_config is not None:  # GPTConfig or a transformers config
+            model_config = json.loads(json.dumps(model_config.to_dict(), default=str))
         state = {"result": result.to_dict(), "train_config": asdict(config),
-                 "model_config": model_config.to_dict() if model_config is not None else None}
-        checkpoint.save_checkpoint(config.checkpoint_dir, result.steps, model=base,
-                                   optimizer=optimizer, scheduler=scheduler,
+                 "model_config": model_config}
+        checkpoint.save_checkpoint(config.checkpoint_dir, result.steps, model=run.base,
+                                   optimizer=run.optimizer, scheduler=run.scheduler,
                                    tensors=tensors, state=state)
-    distributed.barrier(info)
+    distributed.barrier(run.info)
 
 
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = {"progress", "checkpoint_dir", "checkpoint_interval"}
 
 
-def _restore(folder, base, optimizer, scheduler, generator, result, config, info, device):
-    state, tensors = checkpoint.load_checkpoint(folder, model=base, optimizer=optimizer,
-                                                scheduler=scheduler, device=device)
+def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig) -> tuple[int, float]:
+    """Load a checkpoint into ``run`` and ``result``; return the step and the elapsed time."""
+    state, tensors = checkpoint.load_checkpoint(
+        folder, model=run.base, optimizer=run.optimizer, scheduler=run.scheduler,
+        device=run.device)
     saved = state["train_config"]
     changed = [f.name for f in fields(config) if f.name not in _RESUMABLE_CHANGES
                and saved.get(f.name) != _jsonable(getattr(config, f.name))]
@@ -336,13 +354,14 @@ def _restore(folder, base, optimizer, scheduler, generator, result, config, info
         raise ValueError(f"cannot resume from {str(folder)!r}: the config differs in "
                          f"{changed} (saved {[saved.get(n) for n in changed]}); resume with "
                          f"the same settings or start a new checkpoint_dir")
-    if f"rng.{info.rank}.batches" not in tensors:
+    rank = run.info.rank
+    if f"rng.{rank}.batches" not in tensors:
         raise ValueError(f"checkpoint {str(folder)!r} was written by fewer processes than "
-                         f"this run's world size {info.world_size}")
-    generator.set_state(tensors[f"rng.{info.rank}.batches"])
-    torch.set_rng_state(tensors[f"rng.{info.rank}.torch"])
-    if device.type == "cuda" and f"rng.{info.rank}.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors[f"rng.{info.rank}.cuda"], device)
+                         f"this run's world size {run.info.world_size}")
+    run.generator.set_state(tensors[f"rng.{rank}.batches"])
+    torch.set_rng_state(tensors[f"rng.{rank}.torch"])
+    if run.device.type == "cuda" and f"rng.{rank}.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"], run.device)
     saved_result = state["result"]
     for name in ("tokens", "flops", "flops_per_token"):
         setattr(result, name, saved_result[name])

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT"]
+__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "weight_decay_groups"]
 
 IGNORE_INDEX = -100  # targets equal to this are left out of the loss (as in PyTorch and HF)
 
@@ -120,6 +120,18 @@ class GPTConfig:
             d_ff=hf_config.n_inner, dropout=drops.pop(),
             layer_norm_eps=hf_config.layer_norm_epsilon, init_std=hf_config.initializer_range,
         )
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay matrices and embeddings, not biases or norms.
+
+    Weight decay shrinks the weight matrices and embeddings (2-D tensors); biases
+    and LayerNorm gains (1-D) are left alone, as in GPT-2 and nanoGPT. A tied
+    weight appears once. Works for any ``nn.Module`` (BERT too).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
 class CausalSelfAttention(nn.Module):
@@ -240,17 +252,8 @@ class GPT(nn.Module):
         return logits, loss
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """Parameter groups for ``torch.optim.AdamW``: decay matrices, not biases or norms.
-
-        Weight decay shrinks the weight matrices and embeddings (2-D tensors); biases
-        and LayerNorm gains (1-D) are left alone, as in GPT-2 and nanoGPT. The tied
-        embedding appears once.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-        ]
+        """Parameter groups for ``torch.optim.AdamW``; see :func:`weight_decay_groups`."""
+        return weight_decay_groups(self, weight_decay)
 
     @torch.no_grad()
     def generate(

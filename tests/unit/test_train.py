@@ -123,7 +123,7 @@ def test_gradient_accumulation_counts_tokens_and_matches_big_batch():
     assert small.tokens == 3 * 2 * 8 * 16
 
 
-def test_trains_a_transformers_masked_lm():
+def test_trains_and_checkpoints_a_transformers_masked_lm(tmp_path):
     from course_lib.mlm import mask_tokens, tiny_bert
 
     torch.manual_seed(0)
@@ -133,9 +133,12 @@ def test_trains_a_transformers_masked_lm():
         return mask_tokens(window, mask_token_id=16, vocab_size=17, generator=generator)
 
     batches = window_batches(TOKENS[:18_000], TOKENS[18_000:], 8, 16, transform=masked)
-    config = T.TrainConfig(max_steps=5, progress=False, eval_batches=2)
+    config = T.TrainConfig(max_steps=5, progress=False, eval_batches=2,
+                           checkpoint_dir=str(tmp_path))
     result = T.train(model, batches, config, device="cpu")
     assert math.isfinite(result.final_val_loss) and result.flops_per_token > 0
+    saved = json.loads((tmp_path / "step_000005" / "state.json").read_text())
+    assert saved["state"]["model_config"]["hidden_size"] == 32
 
 
 @pytest.mark.parametrize("kwargs, message", [
