@@ -268,8 +268,9 @@ class GPT(nn.Module):
         """Extend ``idx`` ``(B, T0)`` by ``max_new_tokens`` sampled tokens: ``(B, T0 + n)``.
 
         ``temperature`` divides the logits (0 means greedy: always the most likely
-        token); ``top_k`` keeps only the k most likely tokens. The window slides:
-        only the last ``context_length`` tokens condition each prediction.
+        token); ``top_k`` keeps only the k most likely tokens; ``generator`` (on the
+        model's device) makes sampling reproducible. The window slides: only the
+        last ``context_length`` tokens condition each prediction.
         """
         _require_int("max_new_tokens", max_new_tokens, 0)
         if not temperature >= 0:

@@ -28,12 +28,12 @@ def run(steps=12, resume=False, get_batch=BATCHES, **kwargs):
 
 
 def test_loss_falls_towards_the_entropy_rate():
-    result = run(steps=60)
+    result = run(steps=40)
     assert result.train_loss[0][1] > 2.5  # about ln 16 = 2.77 at the start
-    assert result.final_val_loss < 1.3  # well on the way to ln 2 = 0.69
-    assert result.steps == 60 and len(result.train_loss) == 60
-    assert [s for s, _ in result.val_loss] == list(range(4, 61, 4))
-    assert result.tokens == 60 * 8 * 16
+    assert result.final_val_loss < 1.7  # on the way to ln 2 = 0.69
+    assert result.steps == 40 and len(result.train_loss) == 40
+    assert [s for s, _ in result.val_loss] == list(range(4, 41, 4))
+    assert result.tokens == 40 * 8 * 16
     assert result.flops == result.tokens * result.flops_per_token > 0
 
 
