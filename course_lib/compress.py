@@ -1,5 +1,6 @@
 """Smaller and faster models for inference, each measured (chapter 11).
 
+* :func:`symmetric_int8` — the arithmetic of int8 quantization, per tensor or per row;
 * :func:`quantize_int8` — dynamic int8 quantization of the linear layers (weights
   stored as int8 with one scale per tensor, activations quantized on the fly);
 * :func:`prune_magnitude` — global magnitude pruning of the linear layers with
@@ -25,7 +26,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-__all__ = ["linear_layers", "quantize_int8", "prune_magnitude", "sparsity", "file_size",
+__all__ = ["symmetric_int8", "linear_layers", "quantize_int8", "prune_magnitude", "sparsity", "file_size",
            "time_generation"]
 
 # torch 2.13 still ships eager-mode dynamic quantization (fast x86/ARM int8 kernels) but
@@ -33,6 +34,28 @@ __all__ = ["linear_layers", "quantize_int8", "prune_magnitude", "sparsity", "fil
 # that move, not about the result; everything else still warns.
 _MOVED = (r"torch\.ao\.quantization is deprecated",
           r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+
+
+def symmetric_int8(weight: torch.Tensor, *, per_row: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantization: ``(q, scale)`` with ``weight ≈ q * scale``.
+
+    ``q`` is an int8 tensor of ``weight``'s shape; ``scale`` is a 0-d tensor, or
+    ``(rows, 1)`` with ``per_row=True`` (one scale per output feature of an
+    ``(out, in)`` weight). The scale maps the largest magnitude to 127.5, the
+    half-width of int8's range [-128, 127], as PyTorch's weight observer does;
+    rounding then makes an error of at most ``scale / 2`` per entry.
+    """
+    if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor; got {type(weight).__name__}")
+    if per_row and weight.ndim != 2:
+        raise ValueError(f"per_row=True needs a 2-D (out, in) weight; got shape "
+                         f"{tuple(weight.shape)}")
+    w = weight.detach()
+    peak = w.abs().amax(dim=1, keepdim=True) if per_row else w.abs().max()
+    scale = torch.clamp(peak, min=torch.finfo(w.dtype).tiny) / 127.5
+    q = torch.clamp(torch.round(w * (1.0 / scale)), -128, 127).to(torch.int8)
+    return q, scale
 
 
 def _tied_to_embedding(model: nn.Module) -> set[int]:

@@ -69,3 +69,17 @@ def test_bad_amount_is_named(model, amount):
 def test_nothing_to_quantize_is_explained():
     with pytest.raises(ValueError, match="no nn.Linear layer to quantize"):
         compress.quantize_int8(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+def test_symmetric_int8_matches_pytorch_and_bounds_the_error(model):
+    weight = model.blocks[0].attn.qkv.weight
+    q, scale = compress.symmetric_int8(weight)
+    packed = compress.quantize_int8(model).blocks[0].attn.qkv.weight()
+    assert torch.equal(q, packed.int_repr()) and scale.item() == pytest.approx(packed.q_scale())
+    assert (q.float() * scale - weight).abs().max() <= scale / 2 + 1e-9
+    rows, row_scales = compress.symmetric_int8(weight, per_row=True)
+    assert row_scales.shape == (weight.shape[0], 1) and rows.dtype == torch.int8
+    assert (rows.float() * row_scales - weight).abs().mean() < (
+        q.float() * scale - weight).abs().mean()
+    with pytest.raises(ValueError, match=r"per_row=True needs a 2-D"):
+        compress.symmetric_int8(torch.ones(3), per_row=True)
