@@ -18,7 +18,7 @@ One module per concept, in the order the chapters need them:
 * ``tokenizers`` — character and byte-level BPE tokenizers, saved and loaded
 * ``data``      — token arrays cached on disk (memory-mapped), train/validation
   splits, language-model batches
-* ``models``    — the GPT of chapter 4 (``models.gpt``)
+* ``models``    — the GPT of chapter 4 (``models.gpt``) and its KV cache (chapter 11)
 * ``flops``     — exact parameter counts and FLOPs per token (chapter 4)
 * ``memory``    — training-memory estimate and measurement (chapter 4)
 * ``train``     — one training loop for causal and masked LMs, single- or
@@ -28,6 +28,12 @@ One module per concept, in the order the chapters need them:
 * ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
 * ``scaling``   — power-law and Chinchilla fits, bootstrap, IsoFLOP minima,
   compute-optimal allocation (chapter 8); ``published_laws`` — the papers' coefficients
+* ``char_gpt``  — small character-level GPTs of Shakespeare, trained once and cached
+  (load-if-present-else-train, SHA-256 checked) (chapters 11–12)
+* ``compress``  — int8 quantization, magnitude pruning, sizes on disk, generation
+  timing (chapter 11); ``distill`` — Hinton's distillation loss
+* ``continual`` — replay batches against forgetting; ``perturb`` — typos;
+  ``prompting`` — scoring a model's answer to a prompt (chapter 12)
 
 Import what you need: ``from course_lib import losses``.
 """
