@@ -2,7 +2,8 @@
 
 * :func:`shakespeare_chars` — the corpus as character ids, split into training and
   validation parts (the last 10 % of the text is never trained on);
-* :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11;
+* :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11, trained
+  with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
 * :func:`train_or_load` — load-if-present-else-train: a trained model is stored as
   ``NAME.safetensors`` plus ``NAME.json`` (provenance: configs, result, versions, device,
   time, and the SHA-256 of the weights, checked before every load);
@@ -37,12 +38,15 @@ from .models.gpt import GPT, GPTConfig
 from .tokenizers import CharTokenizer
 from .train import LossFn, TrainConfig, lm_loss, train
 
-__all__ = ["CharData", "TEACHER", "STUDENT", "shakespeare_chars", "batch_fn", "train_or_load",
-           "evaluate_lm", "sha256_file"]
+__all__ = ["CharData", "TEACHER", "STUDENT", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
+           "batch_fn", "train_or_load", "evaluate_lm", "sha256_file"]
 
 CONTEXT = 128  # characters of context for every model of chapters 11-12
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
 STUDENT = dict(context_length=CONTEXT, n_layer=2, n_head=4, d_model=64)
+BATCH_SIZE = 32  # windows of CONTEXT characters per step
+# 1,200 steps x 32 x 128 = 4.9 M characters, about one pass over the training text
+RECIPE = TrainConfig(max_steps=1200, lr=3e-3, warmup_steps=60, eval_interval=100)
 
 
 @dataclass(frozen=True)

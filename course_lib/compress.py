@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-__all__ = ["symmetric_int8", "linear_layers", "quantize_int8", "prune_magnitude", "sparsity", "file_size",
-           "time_generation"]
+__all__ = ["symmetric_int8", "linear_layers", "quantize_int8", "prune_magnitude", "sparsity",
+           "file_size", "time_generation"]
 
 # torch 2.13 still ships eager-mode dynamic quantization (fast x86/ARM int8 kernels) but
 # announces its move to the separate `torchao` package. These two notices are about
