@@ -149,6 +149,7 @@ def train_or_load(
     os.close(fd)
     try:
         save_model(model, tmp, metadata={"course_lib": __version__})
+        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
         os.replace(tmp, weights)
     finally:
         Path(tmp).unlink(missing_ok=True)
