@@ -1,0 +1,259 @@
+"""Text → token ids and back: a character tokenizer and byte-level BPE (HF ``tokenizers``).
+
+Both classes share one small interface, which ``course_lib.data`` relies on:
+
+* ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (a round trip returns the text);
+* ``encode_array(text) -> np.ndarray`` (int64, ``(n_tokens,)``), fast for whole corpora;
+* ``vocab_size`` (ids are ``0 .. vocab_size - 1``);
+* ``fingerprint``: a hash of the vocabulary and rules, which keys the token cache;
+* ``save(path)`` and ``ClassName.load(path)`` (one JSON file, written atomically).
+
+Byte-level BPE (Sennrich et al., 2016; Radford et al., 2019) starts from the 256 byte
+values, so it can encode any string, and learns merges of frequent adjacent pairs until
+the vocabulary reaches ``vocab_size``. :meth:`BPETokenizer.to_transformers` wraps it as
+a ``transformers`` fast tokenizer for the model chapters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tokenizers as hf_tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from .atomic import atomic_write_text
+
+__all__ = ["CharTokenizer", "BPETokenizer", "train_bpe", "load_tokenizer"]
+
+FORMAT_VERSION = 1
+EOS_TOKEN = "<|endoftext|>"
+# Where a long text may be cut without changing its byte-level pre-tokens: between a
+# single newline (preceded by a non-space) and the next non-space character.
+_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+_CHUNK_CHARS = 100_000
+
+
+def _read_json(path: str | os.PathLike, kind: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path {str(path)!r} does not exist; expected a {kind} "
+                                f"tokenizer file written by .save()")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a tokenizer file (not valid JSON: {err})") from None
+
+
+def _check_ids(ids: object, vocab_size: int) -> list[int]:
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    ids = list(ids)  # type: ignore[arg-type]
+    for i, t in enumerate(ids):
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size:
+            raise ValueError(f"ids has {t!r} at position {i}; expected integer token ids in "
+                             f"[0, {vocab_size})")
+    return ids
+
+
+def _safe_pieces(text: str) -> list[str]:
+    """Cut ``text`` into pieces of about ``_CHUNK_CHARS`` at safe points only."""
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(start + _CHUNK_CHARS, len(text))
+        match = _SAFE_CUT.search(text, end) if end < len(text) else None
+        end = match.start() if match else len(text)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+class CharTokenizer:
+    """One token per Unicode character; ids follow the sorted order of the characters.
+
+    Build it from a vocabulary (``CharTokenizer("abc")``) or from a text
+    (``CharTokenizer.from_text(corpus)``). A character outside the vocabulary is an
+    error, not a silent "unknown" token.
+    """
+
+    kind = "char"
+
+    def __init__(self, chars: Iterable[str]) -> None:
+        chars = sorted(set(chars))
+        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+        if bad or not chars:
+            raise ValueError(f"chars must be a non-empty collection of single characters; "
+                             f"got {bad[:3] if bad else 'nothing'}")
+        self.chars: tuple[str, ...] = tuple(chars)
+        self._index = {c: i for i, c in enumerate(self.chars)}
+        self._codepoints = np.array([ord(c) for c in self.chars], dtype=np.int64)
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        """The tokenizer whose vocabulary is the set of characters of ``text``."""
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"text must be a non-empty string; got {text!r:.40}")
+        return cls(set(text))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(("char\0" + "".join(self.chars)).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Token ids of ``text``: int64 ``(len(text),)``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}")
+        points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        ids = np.searchsorted(self._codepoints, points)
+        ids = np.minimum(ids, len(self._codepoints) - 1)
+        bad = self._codepoints[ids] != points
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"text has character {text[i]!r} at position {i}, which is not in "
+                             f"this tokenizer's vocabulary of {self.vocab_size} characters")
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.chars[i] for i in _check_ids(ids, self.vocab_size))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        payload = {"kind": self.kind, "version": FORMAT_VERSION, "chars": "".join(self.chars)}
+        return atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CharTokenizer:
+        payload = _read_json(path, "character")
+        if payload.get("kind") != cls.kind:
+            raise ValueError(f"{path} holds a {payload.get('kind', 'non-course')!r} tokenizer, "
+                             f"not a character tokenizer")
+        return cls(payload["chars"])
+
+
+class BPETokenizer:
+    """Byte-level BPE: a thin wrapper around a Hugging Face ``tokenizers.Tokenizer``."""
+
+    kind = "bpe"
+
+    def __init__(self, backend: hf_tokenizers.Tokenizer) -> None:
+        if not isinstance(backend, hf_tokenizers.Tokenizer):
+            raise TypeError(f"backend must be a tokenizers.Tokenizer; got {type(backend).__name__}")
+        self.backend = backend
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.backend.to_str().encode()).hexdigest()[:16]
+
+    @property
+    def merges(self) -> list[tuple[str, str]]:
+        """The learned merges, in the order they were learned (ids 256+ …)."""
+        merges = json.loads(self.backend.to_str())["model"]["merges"]
+        return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merges]
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Token ids of ``text``: int64 ``(n_tokens,)``.
+
+        A long text is cut at safe points (see ``_SAFE_CUT``) and encoded in parallel;
+        the ids equal those of one ``encode`` call on the whole text.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}")
+        pieces = _safe_pieces(text)
+        encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        encodings = encode_batch(pieces, add_special_tokens=False) if pieces else []
+        arrays = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(_check_ids(ids, self.vocab_size), skip_special_tokens=False)
+
+    def token(self, token_id: int) -> str:
+        """The byte string of one token id, made readable (``'Ġ'`` marks a leading space)."""
+        return self.backend.id_to_token(_check_ids([token_id], self.vocab_size)[0])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return atomic_write_text(path, self.backend.to_str())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        _read_json(path, "BPE")  # a clear error for a missing or non-JSON file
+        try:
+            return cls(hf_tokenizers.Tokenizer.from_file(str(path)))
+        except Exception as err:  # noqa: BLE001 — the library's message is terse
+            raise ValueError(f"{path} is not a tokenizers.Tokenizer file: {err}") from None
+
+    def to_transformers(self):
+        """This tokenizer as a ``transformers.PreTrainedTokenizerFast`` (same ids)."""
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_object=self.backend, eos_token=EOS_TOKEN,
+                                       bos_token=EOS_TOKEN, unk_token=None)
+
+
+def train_bpe(
+    texts: str | Iterable[str],
+    vocab_size: int,
+    *,
+    min_frequency: int = 2,
+    special_tokens: Sequence[str] = (EOS_TOKEN,),
+    show_progress: bool = False,
+) -> BPETokenizer:
+    """Train a byte-level BPE tokenizer with HF ``tokenizers``.
+
+    ``texts`` is a string or an iterable of strings (documents). The vocabulary holds
+    the 256 byte tokens, the ``special_tokens`` and ``vocab_size - 256 - len(special)``
+    learned merges (fewer if the text runs out of pairs seen ``min_frequency`` times).
+    Training is deterministic: the same text and settings give the same merges.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an integer; got {vocab_size!r}")
+    smallest = 256 + len(special_tokens) + 1
+    if not smallest <= vocab_size <= 2**31 - 1:
+        raise ValueError(f"vocab_size must be at least {smallest} (256 bytes, "
+                         f"{len(special_tokens)} special token(s), one merge); got {vocab_size}")
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = [t for t in texts if t]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a non-empty string or iterable of non-empty strings")
+    backend = hf_tokenizers.Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, show_progress=show_progress,
+        special_tokens=list(special_tokens), initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    pieces = [piece for t in texts for piece in _safe_pieces(t)]
+    backend.train_from_iterator(pieces, trainer=trainer, length=len(pieces))
+    return BPETokenizer(backend)
+
+
+def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
+    """Load either kind of tokenizer from a file written by ``.save()``."""
+    payload = _read_json(path, "course")
+    if payload.get("kind") == CharTokenizer.kind:
+        return CharTokenizer.load(path)
+    return BPETokenizer.load(path)

@@ -1,0 +1,98 @@
+"""course_lib.tokenizers: characters and byte-level BPE, saved and loaded."""
+
+import json
+
+import pytest
+
+from course_lib import tokenizers
+from course_lib.tokenizers import BPETokenizer, CharTokenizer, train_bpe
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+        "All:\nSpeak, speak.\n\n   First Citizen:\nYou are all resolved rather to die "
+        "than to famish?\n\t\nAll:\nResolved. resolved.\r\n") * 40
+TRICKY = "naïve café — 缩放定律 🙂\n\n\n  x\ny  \n"
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return train_bpe(TEXT, vocab_size=300)
+
+
+def test_char_round_trip_and_vocabulary():
+    tok = CharTokenizer.from_text(TEXT + TRICKY)
+    ids = tok.encode(TRICKY)
+    assert tok.decode(ids) == TRICKY and len(ids) == len(TRICKY)
+    assert tok.vocab_size == len(set(TEXT + TRICKY))
+    assert list(tok.chars) == sorted(tok.chars)  # ids follow character order
+    assert tok.encode_array("ea").dtype.name == "int64"
+
+
+def test_char_save_load(tmp_path):
+    tok = CharTokenizer.from_text(TRICKY)
+    path = tok.save(tmp_path / "chars.json")
+    again = CharTokenizer.load(path)
+    assert again.chars == tok.chars and again.fingerprint == tok.fingerprint
+    assert isinstance(tokenizers.load_tokenizer(path), CharTokenizer)
+
+
+def test_bpe_learns_the_requested_vocabulary_and_round_trips(bpe):
+    assert bpe.vocab_size == 300
+    for text in (TEXT[:500], TRICKY, ""):  # byte level: any string, even unseen scripts
+        assert bpe.decode(bpe.encode(text)) == text
+    assert len(bpe.merges) == 300 - 256 - 1
+    assert len(bpe.encode(TEXT)) < len(TEXT.encode("utf-8")) / 2  # merges compress
+    assert bpe.token(bpe.encode(" speak")[0]).startswith("Ġ")
+
+
+def test_bpe_long_text_is_cut_safely(bpe, monkeypatch):
+    monkeypatch.setattr(tokenizers, "_CHUNK_CHARS", 37)  # many cuts, at odd places
+    long_text = (TEXT + TRICKY) * 3
+    assert bpe.encode(long_text) == bpe.backend.encode(long_text).ids
+
+
+def test_bpe_training_is_deterministic(bpe):
+    assert train_bpe(TEXT, vocab_size=300).fingerprint == bpe.fingerprint
+    assert train_bpe([TEXT[:1000], TEXT[1000:]], vocab_size=300).vocab_size == 300
+
+
+def test_bpe_save_load_and_transformers(bpe, tmp_path):
+    path = bpe.save(tmp_path / "bpe.json")
+    again = BPETokenizer.load(path)
+    assert again.fingerprint == bpe.fingerprint and again.encode(TEXT) == bpe.encode(TEXT)
+    assert isinstance(tokenizers.load_tokenizer(path), BPETokenizer)
+    fast = bpe.to_transformers()
+    assert fast("Before we proceed")["input_ids"] == bpe.encode("Before we proceed")
+    assert len(fast) == bpe.vocab_size and fast.eos_token == "<|endoftext|>"
+
+
+def test_different_vocabularies_have_different_fingerprints(bpe):
+    assert CharTokenizer("ab").fingerprint != CharTokenizer("abc").fingerprint
+    assert train_bpe(TEXT, vocab_size=290).fingerprint != bpe.fingerprint
+
+
+BAD = [
+    (lambda p, b: CharTokenizer("abc").encode("abd"), ValueError,
+     ["'d'", "position 2", "3 characters"]),
+    (lambda p, b: CharTokenizer(["ab"]), ValueError, ["single characters", "'ab'"]),
+    (lambda p, b: CharTokenizer.from_text(""), ValueError, ["text", "non-empty"]),
+    (lambda p, b: CharTokenizer("abc").decode([0, 3]), ValueError, ["ids", "3", "position 1", "[0, 3)"]),
+    (lambda p, b: CharTokenizer("abc").encode(b"abc"), TypeError, ["text", "str", "bytes"]),
+    (lambda p, b: b.decode([-1]), ValueError, ["ids", "-1", "[0, 300)"]),
+    (lambda p, b: train_bpe(TEXT, vocab_size=200), ValueError, ["vocab_size", "at least 258", "200"]),
+    (lambda p, b: train_bpe(TEXT, vocab_size="300"), TypeError, ["vocab_size", "integer"]),
+    (lambda p, b: train_bpe([], vocab_size=300), ValueError, ["texts", "non-empty"]),
+    (lambda p, b: BPETokenizer.load(p / "missing.json"), FileNotFoundError,
+     ["missing.json", "does not exist"]),
+    (lambda p, b: BPETokenizer.load(p / "garbage.json"), ValueError, ["garbage.json", "not valid JSON"]),
+    (lambda p, b: CharTokenizer.load(p / "bpe.json"), ValueError, ["not a character tokenizer"]),
+]
+
+
+@pytest.mark.parametrize("call, exc, words", BAD, ids=[f"case{i}" for i in range(len(BAD))])
+def test_bad_input_gets_a_clear_error(bpe, tmp_path, call, exc, words):
+    (tmp_path / "garbage.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "bpe.json").write_text(json.dumps({"kind": "bpe"}), encoding="utf-8")
+    with pytest.raises(exc) as info:
+        call(tmp_path, bpe)
+    for word in words:
+        assert word in str(info.value), f"{word!r} missing from: {info.value}"
