@@ -11,6 +11,14 @@ One module per concept, in the order the chapters need them:
 * ``losses``    — surprisal, entropy, cross-entropy, KL, softmax/sigmoid losses,
   perplexity, bits per byte (chapter 1)
 * ``checks``    — self-checks for exercise solutions
+* ``models``    — the GPT of chapter 4 (``models.gpt``)
+* ``flops``     — exact parameter counts and FLOPs per token (chapter 4)
+* ``memory``    — training-memory estimate and measurement (chapter 4)
+* ``train``     — one training loop for causal and masked LMs, single- or
+  multi-process (chapter 5); ``python -m course_lib.train`` (``train_cli``)
+* ``checkpoint`` — atomic safetensors checkpoints; ``distributed`` — torchrun setup
+* ``mlm``       — BERT's 80/10/10 masking and a tiny BERT (chapter 5)
+* ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
 
 Import what you need: ``from course_lib import losses``.
 """

@@ -1,0 +1,250 @@
+"""Measure this machine and the course's GPT: ``python -m course_lib.bench {hw,train}``.
+
+``hw``     times square matrix multiplications and prints the FLOP/s reached,
+           next to the datasheet peak when the GPU is in :data:`PEAK_FLOPS`.
+``train``  times a training step (forward, backward, AdamW) of the course's
+           :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
+           built from the same config, with the same weights and batch, on the
+           same device; prints step times, their ratio, tokens per second and the
+           model FLOPs utilisation (MFU)
+
+               MFU = (training FLOPs per token x tokens per second) / peak FLOP/s,
+
+           with FLOPs per token from :func:`course_lib.flops.flops_per_token`
+           (``6 N + 6 n_layer n_ctx d_model`` plus the output layer) and the peak
+           from the table of known accelerators, from ``--peak-flops``, or — on a
+           CPU or an unknown GPU — measured with a large matmul. No single number is
+           hard-coded: a peak from the wrong device makes MFU meaningless.
+
+Timing is done here, never in the tests: results depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .checkpoint import write_json_atomic
+from .device import describe_device, get_device
+from .flops import flops_per_token
+from .models import GPT, GPTConfig
+
+__all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
+           "bench_train_step", "main"]
+
+#: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
+#: Matched against ``torch.cuda.get_device_name()``; more specific names first.
+PEAK_FLOPS: dict[str, tuple[float | None, float]] = {
+    "H100 PCIe": (756e12, 51e12),
+    "H100": (989e12, 67e12),  # SXM
+    "H200": (989e12, 67e12),
+    "A100": (312e12, 19.5e12),
+    "L40S": (362e12, 91.6e12),
+    "L4": (121e12, 30.3e12),
+    "A10": (125e12, 31.2e12),
+    "RTX 4090": (165.2e12, 82.6e12),
+    "RTX 3090": (71e12, 35.6e12),
+    "V100": (None, 15.7e12),  # no bf16
+    "T4": (None, 8.1e12),  # no bf16
+}
+
+PRESETS = {
+    "cpu": dict(vocab_size=8192, context_length=256, n_layer=4, n_head=4, d_model=256,
+                batch_size=8),
+    "gpt2-small": dict(vocab_size=50304, context_length=1024, n_layer=12, n_head=12,
+                       d_model=768, batch_size=16),
+}
+
+
+def known_peak_flops(device_name: str, precision: str) -> float | None:
+    """Datasheet peak FLOP/s for a GPU name and ``precision`` ("bf16" or "fp32"), if known."""
+    words = device_name.replace("-", " ").split()
+    for key, (bf16, fp32) in PEAK_FLOPS.items():
+        parts = key.split()
+        if any(words[i:i + len(parts)] == parts for i in range(len(words))):
+            return bf16 if precision == "bf16" else fp32
+    return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_matmul_flops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                         size: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of an ``(n x n) @ (n x n)`` product (``2 n^3`` FLOPs), best of ``repeats``."""
+    device = torch.device(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up: thread pools, kernels, caches
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+@dataclass
+class TrainBench:
+    """Median step times (seconds) and what follows from them."""
+
+    device: str
+    precision: str
+    config: dict
+    batch_size: int
+    ours_step_s: float
+    hf_step_s: float
+    tokens_per_step: int
+    flops_per_token: float
+    peak_flops: float
+    peak_source: str
+
+    @property
+    def ratio(self) -> float:
+        """Our step time over HF's: below 1 means ours is faster."""
+        return self.ours_step_s / self.hf_step_s
+
+    def tokens_per_s(self, step_s: float) -> float:
+        return self.tokens_per_step / step_s
+
+    def mfu(self, step_s: float) -> float:
+        return self.flops_per_token * self.tokens_per_s(step_s) / self.peak_flops
+
+
+def _step_fn(model: torch.nn.Module, loss: Callable[[], torch.Tensor], autocast,
+             device: torch.device) -> Callable[[], float]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+
+    def step() -> float:
+        _sync(device)
+        start = time.perf_counter()
+        with autocast:
+            value = loss()
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        return time.perf_counter() - start
+
+    return step
+
+
+def bench_train_step(config: GPTConfig, batch_size: int, *, device: torch.device,
+                     precision: str = "fp32", repeats: int = 5, warmup: int = 2,
+                     compile: bool = False, peak_flops: float | None = None) -> TrainBench:
+    """Time training steps of ours and HF's GPT-2 alternately; medians of ``repeats``."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(config.to_hf()).to(device)
+    hf.loss_type = "ForCausalLM"
+    ours = GPT.from_hf(hf).to(device)
+    x = torch.randint(config.vocab_size, (batch_size, config.context_length), device=device)
+    y = torch.roll(x, -1, dims=1)
+    run_ours = torch.compile(ours) if compile else ours
+    run_hf = torch.compile(hf) if compile else hf
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    steps = {"ours": _step_fn(ours, lambda: run_ours(x, y)[1], autocast, device),
+             "hf": _step_fn(hf, lambda: run_hf(input_ids=x, labels=x).loss, autocast, device)}
+    times: dict[str, list[float]] = {"ours": [], "hf": []}
+    for i in range(warmup + repeats):
+        for name, step in steps.items():  # alternate, so drifts in load hit both alike
+            elapsed = step()
+            if i >= warmup:
+                times[name].append(elapsed)
+    source = "--peak-flops"
+    if peak_flops is None and device.type == "cuda":
+        peak_flops = known_peak_flops(torch.cuda.get_device_name(device), precision)
+        source = "datasheet"
+    if peak_flops is None:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peak_flops = max(measure_matmul_flops(device, dtype, n) for n in (1024, 2048))
+        source = f"measured {precision} matmul"
+    return TrainBench(
+        device=describe_device(device), precision=precision, config=config.to_dict(),
+        batch_size=batch_size, ours_step_s=statistics.median(times["ours"]),
+        hf_step_s=statistics.median(times["hf"]), tokens_per_step=x.numel(),
+        flops_per_token=flops_per_token(config, include_unembedding=True),
+        peak_flops=peak_flops, peak_source=source)
+
+
+def _hw(args) -> int:
+    device = get_device(args.device)
+    print(f"device: {describe_device(device)}")
+    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
+    for dtype in dtypes:
+        for n in args.sizes:
+            rate = measure_matmul_flops(device, dtype, n, args.repeats)
+            print(f"  {str(dtype):15s} {n:5d} x {n:<5d} matmul: {rate / 1e9:9.1f} GFLOP/s")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for precision in ("bf16", "fp32"):
+            peak = known_peak_flops(name, precision)
+            shown = f"{peak / 1e12:.1f} TFLOP/s" if peak else "not in the table"
+            print(f"  datasheet peak {precision}: {shown}")
+    return 0
+
+
+def _train(args) -> int:
+    device = get_device(args.device)
+    preset = dict(PRESETS[args.preset or ("gpt2-small" if device.type == "cuda" else "cpu")])
+    for key in ("vocab_size", "context_length", "n_layer", "n_head", "d_model", "batch_size"):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
+    batch_size = preset.pop("batch_size")
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    config = GPTConfig(**preset)
+    print(f"device: {describe_device(device)}, precision {precision}, batch {batch_size} x "
+          f"{config.context_length} tokens, config {preset}", flush=True)
+    r = bench_train_step(config, batch_size, device=device, precision=precision,
+                         repeats=args.repeats, warmup=args.warmup, compile=args.compile,
+                         peak_flops=args.peak_flops)
+    print(f"peak: {r.peak_flops / 1e9:,.1f} GFLOP/s ({r.peak_source}); "
+          f"{r.flops_per_token / 1e6:.2f} MFLOP per token (6N + attention + output layer)")
+    print(f"{'model':22s} {'step (ms)':>10s} {'tokens/s':>10s} {'MFU':>7s}")
+    for name, step_s in (("course_lib GPT", r.ours_step_s), ("HF GPT2LMHeadModel", r.hf_step_s)):
+        print(f"{name:22s} {step_s * 1e3:10.1f} {r.tokens_per_s(step_s):10,.0f} "
+              f"{r.mfu(step_s):7.1%}")
+    print(f"ratio of step times, ours / HF: {r.ratio:.3f} (median of {args.repeats})")
+    if args.out:
+        write_json_atomic(args.out, asdict(r) | {"ratio": r.ratio, "torch": torch.__version__,
+                                                 "command": " ".join(sys.argv)})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.bench",
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    hw = sub.add_parser("hw", help="matmul FLOP/s of this machine")
+    hw.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    tr = sub.add_parser("train", help="course_lib GPT vs transformers GPT-2: one training step")
+    tr.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                    help="model and batch size (default: gpt2-small on CUDA, cpu elsewhere)")
+    for key in ("vocab_size", "context_length", "n_layer", "n_head", "d_model", "batch_size"):
+        tr.add_argument("--" + key.replace("_", "-"), type=int, default=None)
+    tr.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                    help="default: bf16 on CUDA, fp32 elsewhere")
+    tr.add_argument("--warmup", type=int, default=2)
+    tr.add_argument("--compile", action="store_true", help="torch.compile both models")
+    tr.add_argument("--peak-flops", type=float, default=None, help="override the peak FLOP/s")
+    tr.add_argument("--out", default=None, help="also write the results as JSON")
+    for p in (hw, tr):
+        p.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
+        p.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    return _hw(args) if args.command == "hw" else _train(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

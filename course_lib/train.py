@@ -1,0 +1,362 @@
+"""One training loop for causal and masked language models (chapters 5, 9, 10).
+
+:func:`train` does not know where tokens come from: it calls a batch function
+``get_batch(split, generator) -> (x, y)`` with ``split`` in ``{"train", "val"}``
+and a ``torch.Generator`` that the loop owns (so that a resumed run draws the
+same batches as an uninterrupted one). ``x`` and ``y`` are ``(B, T)`` int64
+tensors; ``y[b, t]`` is the token to predict at position ``t`` — the next token
+for a causal LM, the original token at a masked position for a masked LM, and
+-100 where nothing is predicted.
+
+What the loop does, in order: AdamW with weight decay on matrices only; linear
+warmup then cosine decay of the learning rate (``torch.optim.lr_scheduler.LambdaLR``);
+gradient accumulation and clipping; bf16 autocast on CUDA; a ``tqdm.auto``
+progress bar; periodic evaluation on fixed validation batches; atomic checkpoints
+(:mod:`course_lib.checkpoint`); ``resume=True`` continues from the latest one;
+a non-finite loss stops the run with :class:`NonFiniteLossError`. Started by
+``torchrun`` it trains data-parallel (:mod:`course_lib.distributed`).
+
+``python -m course_lib.train --help`` runs it from the command line.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import checkpoint, distributed, flops
+from .device import get_device
+from .models.gpt import GPT
+
+__all__ = [
+    "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine",
+    "weight_decay_groups", "lm_loss", "train",
+]
+
+BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
+EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own, fixed stream
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a run. Steps count optimizer updates.
+
+    ``eval_interval = 0`` evaluates only at the end; ``checkpoint_interval = 0``
+    saves only at the end (when ``checkpoint_dir`` is set). ``precision="auto"``
+    is bf16 autocast on a CUDA device that supports it, float32 elsewhere.
+    """
+
+    max_steps: int
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = 1.0
+    grad_accum_steps: int = 1
+    eval_interval: int = 0
+    eval_batches: int = 8
+    checkpoint_dir: str | None = None
+    checkpoint_interval: int = 0
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum_steps", "eval_batches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio!r}")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps "
+                             f"({self.max_steps})")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. Losses are mean cross-entropies in nats per predicted token.
+
+    ``tokens`` counts input tokens processed in training (all processes);
+    ``flops`` is ``flops_per_token * tokens`` (training FLOPs, forward + backward).
+    """
+
+    steps: int
+    tokens: int
+    flops: float
+    flops_per_token: float
+    wall_time_s: float
+    n_params: int
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    val_loss: list[tuple[int, float]] = field(default_factory=list)
+    lr: list[tuple[int, float]] = field(default_factory=list)
+    device: str = "cpu"
+    world_size: int = 1
+    precision: str = "fp32"
+    resumed_from: int | None = None
+
+    @property
+    def final_train_loss(self) -> float:
+        return self.train_loss[-1][1] if self.train_loss else math.nan
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.val_loss[-1][1] if self.val_loss else math.nan
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"final_train_loss": self.final_train_loss,
+                               "final_val_loss": self.final_val_loss}
+
+
+class WarmupCosine:
+    """Learning-rate factor for ``LambdaLR``: linear warmup, then cosine down to ``min_ratio``.
+
+    Step ``s < warmup`` gives ``(s + 1) / warmup``; afterwards the factor follows
+    half a cosine from 1 at the end of warmup to ``min_ratio`` at ``total``.
+    """
+
+    def __init__(self, warmup: int, total: int, min_ratio: float) -> None:
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay matrices and embeddings (2-D), not biases or norms (1-D)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean cross-entropy (nats) of targets ``y`` given ``x``, ignoring targets of -100.
+
+    Works for the course's :class:`~course_lib.models.GPT` and for ``transformers``
+    models that return ``.logits`` (``BertForMaskedLM``, ``GPT2LMHeadModel``): the
+    targets are used as given, never shifted again.
+    """
+    x, y = batch[0], batch[1]
+    if isinstance(_unwrap(model), GPT):
+        return model(x, y)[1]
+    logits = model(input_ids=x).logits  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+
+
+def _flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    config = getattr(model, "config", None)
+    try:
+        return float(flops.flops_per_token(config, context_length=seq_len))
+    except TypeError:  # a model the counter does not know: 6 x its trainable parameters
+        return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" and device.type != "cuda":
+        raise ValueError(f"precision='bf16' autocasts on CUDA only; the device is {device}")
+    use_bf16 = device.type == "cuda" and (
+        precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), \
+        ("bf16" if use_bf16 else "fp32")
+
+
+@torch.no_grad()
+def _evaluate(model, get_batch, loss_fn, config, device, autocast, rank) -> float:
+    model.eval()
+    generator = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET + rank)
+    total = 0.0
+    for _ in range(config.eval_batches):
+        batch = tuple(t.to(device) for t in get_batch("val", generator))
+        with autocast:
+            total += loss_fn(model, batch).item()
+    model.train()
+    return total / config.eval_batches
+
+
+def train(
+    model: torch.nn.Module,
+    get_batch: BatchFn,
+    config: TrainConfig,
+    *,
+    device: torch.device | str | None = None,
+    resume: bool = False,
+    loss_fn: LossFn = lm_loss,
+    flops_per_token: float | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place on batches from ``get_batch``; return a :class:`TrainResult`.
+
+    ``loss_fn(model, batch) -> scalar`` defaults to :func:`lm_loss`. ``flops_per_token``
+    defaults to :func:`course_lib.flops.flops_per_token` of the model's config at the
+    batch's sequence length. With ``resume=True`` and a checkpoint in
+    ``config.checkpoint_dir``, training continues from it; the result then covers the
+    whole run. Under ``torchrun`` every process calls ``train`` with the same arguments.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if resume and config.checkpoint_dir is None:
+        raise ValueError("resume=True needs config.checkpoint_dir, the folder to resume from")
+    device = get_device(device)
+    info = distributed.init_from_env(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    autocast, precision = _autocast(device, config.precision)
+    base = model.to(device)
+    model = (torch.nn.parallel.DistributedDataParallel(
+        base, device_ids=[info.local_rank] if device.type == "cuda" else None)
+        if info.enabled else base)
+    optimizer = torch.optim.AdamW(
+        weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
+        fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
+    generator = torch.Generator().manual_seed(config.seed + info.rank)
+    result = TrainResult(0, 0, 0.0, 0.0, 0.0, sum(p.numel() for p in base.parameters()),
+                         device=str(device), world_size=info.world_size, precision=precision)
+    step, elapsed = 0, 0.0
+    folder = checkpoint.latest_checkpoint(config.checkpoint_dir) if resume else None
+    if folder is not None:
+        step, elapsed = _restore(folder, base, optimizer, scheduler, generator, result,
+                                 config, info, device)
+
+    bar = tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
+               disable=not (config.progress and info.is_main))
+    start = time.perf_counter() - elapsed
+    model.train()
+    while step < config.max_steps:
+        loss_sum = 0.0
+        for micro in range(config.grad_accum_steps):
+            batch = tuple(t.to(device, non_blocking=True) for t in get_batch("train", generator))
+            if result.flops_per_token == 0.0:
+                result.flops_per_token = flops_per_token or _flops_per_token(base, batch[0].shape[1])
+            last = micro == config.grad_accum_steps - 1
+            sync = model.no_sync() if info.enabled and not last else nullcontext()
+            with sync:
+                with autocast:
+                    loss = loss_fn(model, batch) / config.grad_accum_steps
+                loss.backward()
+            loss_sum += loss.item()
+            result.tokens += batch[0].numel() * info.world_size
+        loss_value = distributed.all_reduce_mean(loss_sum, info, device)
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise NonFiniteLossError(
+                f"the training loss is {loss_value} at step {step + 1} (learning rate "
+                f"{scheduler.get_last_lr()[0]:.3g}); training stopped before the update. "
+                f"Try a lower lr, more warmup_steps or gradient clipping.")
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(base.parameters(), config.grad_clip)
+        result.lr.append((step + 1, scheduler.get_last_lr()[0]))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        result.train_loss.append((step, loss_value))
+        postfix = {"loss": f"{loss_value:.3f}"}
+        final = step == config.max_steps
+        if final or (config.eval_interval and step % config.eval_interval == 0):
+            val = _evaluate(model, get_batch, loss_fn, config, device, autocast, info.rank)
+            result.val_loss.append((step, distributed.all_reduce_mean(val, info, device)))
+            postfix["val"] = f"{result.val_loss[-1][1]:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update(1)
+        result.steps, result.wall_time_s = step, time.perf_counter() - start
+        result.flops = result.flops_per_token * result.tokens
+        if config.checkpoint_dir and (final or (config.checkpoint_interval
+                                                and step % config.checkpoint_interval == 0)):
+            _save(base, optimizer, scheduler, generator, result, config, info)
+    bar.close()
+    return result
+
+
+def _rng_tensors(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _save(base, optimizer, scheduler, generator, result, config, info) -> None:
+    device = next(base.parameters()).device
+    per_rank = distributed.all_gather_objects(_rng_tensors(generator, device), info)
+    if info.is_main:
+        tensors = {f"rng.{rank}.{name}": t for rank, states in enumerate(per_rank)
+                   for name, t in states.items()}
+        model_config = getattr(base, "config", None)
+        state = {"result": result.to_dict(), "train_config": asdict(config),
+                 "model_config": model_config.to_dict() if model_config is not None else None}
+        checkpoint.save_checkpoint(config.checkpoint_dir, result.steps, model=base,
+                                   optimizer=optimizer, scheduler=scheduler,
+                                   tensors=tensors, state=state)
+    distributed.barrier(info)
+
+
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"progress", "checkpoint_dir", "checkpoint_interval"}
+
+
+def _restore(folder, base, optimizer, scheduler, generator, result, config, info, device):
+    state, tensors = checkpoint.load_checkpoint(folder, model=base, optimizer=optimizer,
+                                                scheduler=scheduler, device=device)
+    saved = state["train_config"]
+    changed = [f.name for f in fields(config) if f.name not in _RESUMABLE_CHANGES
+               and saved.get(f.name) != _jsonable(getattr(config, f.name))]
+    if changed:
+        raise ValueError(f"cannot resume from {str(folder)!r}: the config differs in "
+                         f"{changed} (saved {[saved.get(n) for n in changed]}); resume with "
+                         f"the same settings or start a new checkpoint_dir")
+    if f"rng.{info.rank}.batches" not in tensors:
+        raise ValueError(f"checkpoint {str(folder)!r} was written by fewer processes than "
+                         f"this run's world size {info.world_size}")
+    generator.set_state(tensors[f"rng.{info.rank}.batches"])
+    torch.set_rng_state(tensors[f"rng.{info.rank}.torch"])
+    if device.type == "cuda" and f"rng.{info.rank}.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.{info.rank}.cuda"], device)
+    saved_result = state["result"]
+    for name in ("tokens", "flops", "flops_per_token"):
+        setattr(result, name, saved_result[name])
+    for name in ("train_loss", "val_loss", "lr"):
+        setattr(result, name, [tuple(pair) for pair in saved_result[name]])
+    result.steps = result.resumed_from = saved_result["steps"]
+    return saved_result["steps"], saved_result["wall_time_s"]
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+if __name__ == "__main__":
+    from .train_cli import main
+
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""Command line for :func:`course_lib.train.train`: ``python -m course_lib.train``.
+
+Trains a GPT (``--objective clm``) or a tiny BERT (``--objective mlm``) on
+
+* a token file: ``.npy`` (any integer dtype) or raw ``.bin`` (``--dtype``, default
+  uint16), read as a memory map; the last ``--val-fraction`` is the validation split;
+* ``random-walk``: generated tokens ``x[t+1] = (x[t] + s) mod V`` with ``s`` uniform
+  in ``1..K`` (``--walk-steps K``). Its entropy rate is exactly ``ln K`` nats per
+  token: a trained causal LM's validation loss should approach it from above.
+
+Examples::
+
+    python -m course_lib.train --data random-walk --max-steps 200 --out run.json
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m course_lib.train \\
+        --data random-walk --max-steps 50 --out ddp.json
+
+Results (losses, tokens, FLOPs, wall time) are written atomically to ``--out`` as
+JSON, with the provenance needed to reproduce them: command, configs, library
+versions, device, number of processes and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import __version__
+from .checkpoint import write_json_atomic
+from .device import describe_device, get_device
+from .mlm import mask_tokens, tiny_bert_config
+from .models import GPT, GPTConfig
+from .train import TrainConfig, train
+
+__all__ = ["random_walk_tokens", "load_tokens", "window_batches", "main"]
+
+
+def random_walk_tokens(n_tokens: int, vocab_size: int, max_step: int, seed: int = 0) -> np.ndarray:
+    """``n_tokens`` ids of a random walk on a cycle of ``vocab_size``; entropy rate ``ln max_step``."""
+    if not 1 <= max_step < vocab_size:
+        raise ValueError(f"max_step must be in [1, vocab_size={vocab_size}); got {max_step!r}")
+    rng = np.random.default_rng(seed)
+    steps = rng.integers(1, max_step + 1, size=n_tokens)
+    steps[0] = rng.integers(vocab_size)  # a random starting token
+    return (np.cumsum(steps) % vocab_size).astype(np.int64)
+
+
+def load_tokens(path: str | Path, dtype: str = "uint16") -> np.ndarray:
+    """Token ids from a ``.npy`` file or a raw ``.bin`` file of ``dtype``, memory-mapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--data {str(path)!r}: no such file (expected a .npy or .bin "
+                                f"file of token ids, or 'random-walk')")
+    if path.suffix == ".npy":
+        tokens = np.load(path, mmap_mode="r")
+    elif path.suffix == ".bin":
+        tokens = np.memmap(path, dtype=np.dtype(dtype), mode="r")
+    else:
+        raise ValueError(f"--data {str(path)!r}: expected a .npy or .bin file")
+    if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"--data {str(path)!r} holds {tokens.dtype} of shape {tokens.shape}; "
+                         f"expected a 1-D array of integer token ids")
+    return tokens
+
+
+def window_batches(
+    train_tokens: np.ndarray,
+    val_tokens: np.ndarray,
+    batch_size: int,
+    context_length: int,
+    transform: Callable[[torch.Tensor, torch.Generator], tuple] | None = None,
+) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """A batch function for :func:`train`: random windows ``x`` (B, T) and next tokens ``y``.
+
+    ``transform(window, generator)`` replaces ``(x, y)``: the masked LM passes
+    :func:`course_lib.mlm.mask_tokens` here.
+    """
+    splits = {"train": train_tokens, "val": val_tokens}
+    for name, tokens in splits.items():
+        if len(tokens) <= context_length + 1:
+            raise ValueError(f"the {name} split has {len(tokens)} tokens; need more than "
+                             f"context_length + 1 = {context_length + 1}")
+
+    def get_batch(split: str, generator: torch.Generator):
+        tokens = splits[split]
+        starts = torch.randint(len(tokens) - context_length - 1, (batch_size,),
+                               generator=generator).tolist()
+        rows = torch.from_numpy(np.stack([tokens[s:s + context_length + 1] for s in starts])
+                                .astype(np.int64))
+        if transform is not None:
+            return transform(rows[:, :-1], generator)
+        return rows[:, :-1], rows[:, 1:]
+
+    return get_batch
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m course_lib.train",
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default="random-walk", help="a .npy/.bin token file or 'random-walk'")
+    data.add_argument("--dtype", default="uint16", help="dtype of a .bin token file")
+    data.add_argument("--vocab-size", type=int, default=None,
+                      help="vocabulary size (default: max token id + 1; 64 for random-walk)")
+    data.add_argument("--walk-steps", type=int, default=4, help="K of the random walk")
+    data.add_argument("--n-tokens", type=int, default=200_000, help="tokens of random walk")
+    data.add_argument("--val-fraction", type=float, default=0.1)
+    model = p.add_argument_group("model")
+    model.add_argument("--objective", choices=("clm", "mlm"), default="clm",
+                       help="causal LM (GPT) or masked LM (tiny BERT)")
+    model.add_argument("--context-length", type=int, default=64)
+    model.add_argument("--n-layer", type=int, default=2)
+    model.add_argument("--n-head", type=int, default=4)
+    model.add_argument("--d-model", type=int, default=64)
+    model.add_argument("--dropout", type=float, default=0.0)
+    run = p.add_argument_group("training")
+    run.add_argument("--batch-size", type=int, default=16)
+    for name, kind, default in (("max-steps", int, 200), ("lr", float, 1e-3),
+                                ("min-lr-ratio", float, 0.1), ("warmup-steps", int, 20),
+                                ("weight-decay", float, 0.1), ("grad-clip", float, 1.0),
+                                ("grad-accum-steps", int, 1), ("eval-interval", int, 50),
+                                ("eval-batches", int, 8), ("checkpoint-interval", int, 0),
+                                ("seed", int, 0)):
+        run.add_argument(f"--{name}", type=kind, default=default)
+    run.add_argument("--checkpoint-dir", default=None)
+    run.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    run.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
+    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--out", default="train_result.json", help="result file (JSON)")
+    return p
+
+
+def _data(args) -> tuple[np.ndarray, int, dict]:
+    if args.data == "random-walk":
+        vocab = args.vocab_size or 64
+        tokens = random_walk_tokens(args.n_tokens, vocab, args.walk_steps, seed=args.seed)
+        return tokens, vocab, {"source": "random-walk", "walk_steps": args.walk_steps,
+                               "entropy_rate_nats": math.log(args.walk_steps)}
+    tokens = load_tokens(args.data, args.dtype)
+    vocab = args.vocab_size or int(tokens.max()) + 1
+    return tokens, vocab, {"source": str(Path(args.data).resolve())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    tokens, vocab, data_info = _data(args)
+    split = int(len(tokens) * (1 - args.val_fraction))
+    T = args.context_length
+    torch.manual_seed(args.seed)  # the same initial weights on every process
+    if args.objective == "clm":
+        model_config = GPTConfig(vocab_size=vocab, context_length=T, n_layer=args.n_layer,
+                                 n_head=args.n_head, d_model=args.d_model, dropout=args.dropout)
+        model, transform, config_dict = GPT(model_config), None, model_config.to_dict()
+    else:  # one extra id for [MASK]
+        from transformers import BertForMaskedLM
+
+        bert_config = tiny_bert_config(vocab + 1, context_length=T, n_layer=args.n_layer,
+                                       n_head=args.n_head, d_model=args.d_model,
+                                       dropout=args.dropout)
+        model, config_dict = BertForMaskedLM(bert_config), bert_config.to_dict()
+
+        def transform(window, generator):
+            return mask_tokens(window, mask_token_id=vocab, vocab_size=vocab + 1,
+                               generator=generator)
+    config = TrainConfig(
+        max_steps=args.max_steps, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip if args.grad_clip > 0 else None,
+        grad_accum_steps=args.grad_accum_steps, eval_interval=args.eval_interval,
+        eval_batches=args.eval_batches, checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval=args.checkpoint_interval, seed=args.seed,
+        precision=args.precision, progress=not args.no_progress)
+    get_batch = window_batches(tokens[:split], tokens[split:], args.batch_size, T, transform)
+    device = get_device(args.device)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = train(model, get_batch, config, device=device, resume=args.resume,
+                   description=args.objective)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if rank == 0:
+        import transformers
+
+        record = {
+            "provenance": {
+                "command": " ".join(sys.argv), "started": started,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "versions": {"course_lib": __version__, "python": platform.python_version(),
+                             "torch": torch.__version__, "numpy": np.__version__,
+                             "transformers": transformers.__version__},
+                "device": describe_device(torch.device(result.device)),
+                "world_size": result.world_size, "platform": platform.platform(),
+            },
+            "data": data_info | {"n_tokens": len(tokens), "vocab_size": vocab},
+            "model_config": config_dict, "train_config": vars(args),
+            "result": result.to_dict(),
+        }
+        write_json_atomic(args.out, record)
+        print(f"final train loss {result.final_train_loss:.4f}, val loss "
+              f"{result.final_val_loss:.4f} nats/token; {result.tokens:,} tokens, "
+              f"{result.flops:.3g} FLOPs, {result.wall_time_s:.1f} s -> {args.out}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

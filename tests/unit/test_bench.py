@@ -1,0 +1,51 @@
+"""The benchmark's arithmetic and plumbing (its timings are not tested: they vary by machine)."""
+
+import json
+
+import pytest
+import torch
+
+from course_lib import bench
+from course_lib.models import GPTConfig
+
+
+@pytest.mark.parametrize("name, precision, expected", [
+    ("NVIDIA A100-SXM4-80GB", "bf16", 312e12),
+    ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+    ("NVIDIA H100 PCIe", "bf16", 756e12),
+    ("NVIDIA H200", "fp32", 67e12),
+    ("NVIDIA L4", "bf16", 121e12),
+    ("NVIDIA L40S", "bf16", 362e12),
+    ("NVIDIA GeForce RTX 4090", "bf16", 165.2e12),
+    ("Tesla T4", "bf16", None),
+    ("NVIDIA A10G", "bf16", None),  # not the A10, not an A100: unknown, so measured
+    ("Some Future GPU", "bf16", None),
+])
+def test_known_peaks_match_the_right_device(name, precision, expected):
+    assert bench.known_peak_flops(name, precision) == expected
+
+
+def test_matmul_rate_is_positive():
+    assert bench.measure_matmul_flops("cpu", size=64, repeats=1) > 0
+
+
+def test_train_bench_reports_consistent_numbers():
+    config = GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, d_model=16)
+    r = bench.bench_train_step(config, 2, device=torch.device("cpu"), repeats=1, warmup=0,
+                               peak_flops=1e9)
+    assert r.tokens_per_step == 32 and r.peak_source == "--peak-flops"
+    assert r.ratio == pytest.approx(r.ours_step_s / r.hf_step_s)
+    assert r.mfu(r.ours_step_s) == pytest.approx(
+        r.flops_per_token * 32 / r.ours_step_s / 1e9)
+
+
+def test_cli_prints_ratio_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["train", "--device", "cpu", "--vocab-size", "64", "--context-length", "16",
+                "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--batch-size", "2",
+                "--repeats", "1", "--warmup", "0", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "ratio of step times, ours / HF" in text and "MFU" in text
+    assert json.loads(out.read_text())["peak_source"] == "measured fp32 matmul"
+    bench.main(["hw", "--device", "cpu", "--sizes", "32", "--repeats", "1"])
+    assert "GFLOP/s" in capsys.readouterr().out

@@ -1,0 +1,114 @@
+"""Parameter and FLOP counts from configs agree with transformers and PyTorch's counter."""
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
+                          BertModel, GPT2Config, GPT2LMHeadModel)
+
+from course_lib import flops
+from course_lib.models import GPT, GPTConfig
+
+
+def on_meta(cls, config, **kwargs):
+    """Build a transformers model without allocating its weights."""
+    with torch.device("meta"):
+        return cls(config, **kwargs)
+
+
+GPT2_SIZES = {"small": (12, 768, 12), "medium": (24, 1024, 16), "large": (36, 1280, 20),
+              "xl": (48, 1600, 25)}
+
+
+@pytest.mark.parametrize("size", GPT2_SIZES)
+def test_gpt2_family_counts_match_num_parameters(size):
+    n_layer, d, n_head = GPT2_SIZES[size]
+    config = GPT2Config(n_layer=n_layer, n_embd=d, n_head=n_head)
+    model = on_meta(GPT2LMHeadModel, config)
+    counts = flops.param_counts(config)
+    assert counts.total == model.num_parameters()
+    assert counts.non_embedding == model.num_parameters(exclude_embeddings=True)
+    assert counts.embedding == (50257 + 1024) * d
+
+
+def test_gpt2_small_is_124m():
+    assert flops.param_counts(GPT2Config()).total == 124_439_808
+
+
+@pytest.mark.parametrize("config", [
+    GPT2Config(n_layer=3, n_embd=96, n_head=4, vocab_size=333, n_positions=77, n_inner=200),
+    GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, tie_word_embeddings=False),
+])
+def test_other_gpt2_configs(config):
+    model = on_meta(GPT2LMHeadModel, config)
+    assert flops.param_counts(config).total == model.num_parameters()
+
+
+@pytest.mark.parametrize("config", [
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32, bias=False),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=1, n_head=2, d_model=32, d_ff=50),
+])
+def test_course_gpt_counts(config):
+    assert flops.param_counts(config).total == sum(p.numel() for p in GPT(config).parameters())
+
+
+BERT = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, max_position_embeddings=64, num_labels=5)
+
+
+@pytest.mark.parametrize("head, cls, kwargs", [
+    ("none", BertModel, {"add_pooling_layer": False}),
+    ("pooler", BertModel, {}),
+    ("mlm", BertForMaskedLM, {}),
+    ("classifier", BertForSequenceClassification, {}),
+])
+def test_bert_counts_match_num_parameters(head, cls, kwargs):
+    model = on_meta(cls, BERT, **kwargs)
+    counts = flops.param_counts(BERT, head=head)
+    assert counts.total == model.num_parameters()
+    assert counts.non_embedding == model.num_parameters(exclude_embeddings=True)
+
+
+def test_bert_base_is_110m():
+    assert flops.param_counts(BertConfig(), head="pooler").total == 109_482_240
+
+
+def test_unknown_config_and_head_are_refused():
+    with pytest.raises(TypeError, match="GPTConfig, GPT2Config or BertConfig; got dict"):
+        flops.param_counts({})
+    with pytest.raises(ValueError, match="head must be"):
+        flops.param_counts(BERT, head="nsp")
+
+
+CONFIG = GPTConfig(vocab_size=300, context_length=64, n_layer=2, n_head=4, d_model=64)
+
+
+def test_flops_follow_kaplan_table_1():
+    b = flops.forward_flops_breakdown(CONFIG)
+    d, L, T, V = 64, 2, 64, 300
+    n_weights = 12 * L * d * d  # non-embedding weight matrices with d_ff = 4d
+    assert b.non_embedding == 2 * n_weights + 2 * L * T * d
+    assert b.unembedding == 2 * d * V
+    assert flops.flops_per_token(CONFIG) == 3 * b.non_embedding
+    assert flops.flops_per_token(CONFIG, training=False, include_unembedding=True) == b.total
+    assert flops.forward_flops_breakdown(CONFIG, 16).attention_scores == 2 * L * 16 * d
+
+
+def test_flop_count_matches_pytorch_flop_counter():
+    """A dense (math) attention computes Q K^T and A V in full: twice Kaplan's masked count."""
+    model = GPT(CONFIG)
+    x = torch.randint(300, (2, 64))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x, torch.roll(x, -1, 1))[1].backward()
+    b = flops.forward_flops_breakdown(CONFIG)
+    assert counter.get_total_flops() == 3 * x.numel() * (b.total + b.attention_scores)
+
+
+def test_training_flops_is_six_n_d():
+    assert flops.training_flops(1e9, 2e10) == 1.2e20
+    with pytest.raises(ValueError, match="n_tokens must be a positive number; got 0"):
+        flops.training_flops(1e6, 0)
+    with pytest.raises(ValueError, match="context_length must be a positive integer"):
+        flops.forward_flops_breakdown(CONFIG, 0)
