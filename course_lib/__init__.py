@@ -19,6 +19,9 @@ One module per concept, in the order the chapters need them:
 * ``checkpoint`` — atomic safetensors checkpoints; ``distributed`` — torchrun setup
 * ``mlm``       — BERT's 80/10/10 masking and a tiny BERT (chapter 5)
 * ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
+* ``sweep``     — grids of training runs, resumable and shardable:
+  ``python -m course_lib.sweep`` (chapters 9–10); ``results`` — their JSONL files
+* ``budget``    — a FLOP budget that refuses runs it cannot afford (chapter 10)
 
 Import what you need: ``from course_lib import losses``.
 """
