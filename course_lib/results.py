@@ -18,9 +18,11 @@ reads several files as one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +41,16 @@ except ImportError:  # pragma: no cover - Windows: one writer per file
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (a no-op where ``fcntl`` is missing)."""
+    """Hold an exclusive lock for ``path`` (a no-op where ``fcntl`` is missing).
+
+    The lock file lives in the system's temporary folder, named after the results
+    file's absolute path, so that no lock files are left beside the results.
+    """
     if fcntl is None:  # pragma: no cover
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
+    key = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"course_lib-results-{key}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
