@@ -162,9 +162,11 @@ class RunSpec:
     budget: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tokens, int) or self.tokens < self.batch_size * self.context_length:
+        batch = self.batch_size * self.context_length
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) \
+                or self.tokens < batch:
             raise ValueError(f"run {self.name!r}: tokens must be an integer of at least one "
-                             f"batch ({self.batch_size * self.context_length}); got {self.tokens!r}")
+                             f"batch ({batch}); got {self.tokens!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"run {self.name!r}: warmup_fraction must be in [0, 1); got "
                              f"{self.warmup_fraction!r}")

@@ -247,7 +247,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="resume an interrupted run from its checkpoints here")
     p.add_argument("--checkpoint-interval", type=int, default=200, help="steps")
     p.add_argument("--max-flops", type=float, default=None,
-                   help="refuse runs once this much compute (6ND FLOPs) is spent")
+                   help="refuse runs once this invocation has spent this much compute "
+                        "(6ND FLOPs)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their cost")
     p.add_argument("--no-progress", action="store_true", help="no per-step progress bar")
     return p

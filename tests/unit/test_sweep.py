@@ -266,3 +266,15 @@ def test_a_tokenized_corpus_can_replace_the_synthetic_language(tmp_path):
     assert record["model"]["config"]["vocab_size"] == 16  # read from the tokens
     assert record["result"]["val_true_loss"] is None  # no known floor
     assert math.isfinite(record["result"]["final_val_loss"])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"tokens": 10}, "at least one batch"),
+    ({"tokens": 2048.0}, "must be an integer"),
+    ({"warmup_fraction": 1.0}, "warmup_fraction"),
+])
+def test_a_bad_run_spec_names_what_is_wrong(bad, message):
+    fields_ = {"name": "x", "n_layer": 1, "d_model": 8, "n_head": 2, "tokens": 4096,
+               "lr": 0.01, "batch_size": 4, "context_length": 8}
+    with pytest.raises(ValueError, match=message):
+        sweep.RunSpec(**(fields_ | bad))
