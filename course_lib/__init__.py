@@ -28,6 +28,9 @@ One module per concept, in the order the chapters need them:
 * ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
 * ``scaling``   — power-law and Chinchilla fits, bootstrap, IsoFLOP minima,
   compute-optimal allocation (chapter 8); ``published_laws`` — the papers' coefficients
+* ``sweep``     — grids of training runs, resumable and shardable:
+  ``python -m course_lib.sweep`` (chapters 9–10); ``results`` — their JSONL files
+* ``budget``    — a FLOP budget that refuses runs it cannot afford (chapter 10)
 * ``char_gpt``  — small character-level GPTs of Shakespeare, trained once and cached
   (load-if-present-else-train, SHA-256 checked) (chapters 11–12)
 * ``compress``  — int8 quantization, magnitude pruning, sizes on disk, generation

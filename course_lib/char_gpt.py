@@ -5,8 +5,8 @@
 * :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11, trained
   with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
 * :func:`train_or_load` — load-if-present-else-train: a trained model is stored as
-  ``NAME.safetensors`` plus ``NAME.json`` (provenance: configs, result, versions, device,
-  time, and the SHA-256 of the weights, checked before every load);
+  ``NAME.safetensors`` plus ``NAME.json`` (configs, result, the SHA-256 of the weights,
+  checked before every load, and :func:`~course_lib.provenance.provenance`);
 * :func:`evaluate_lm` — mean validation loss in nats per character on fixed windows.
 
 Files are written atomically (temporary name, then ``os.replace``), so an interrupted
@@ -15,13 +15,10 @@ run never leaves a half-written model: the next call trains again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import platform
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,14 +29,16 @@ from safetensors.torch import load_model, save_model
 
 from . import __version__
 from .atomic import atomic_write_text
+from .checkpoint import file_sha256
 from .corpora import load_corpus
-from .data import encode_corpus, get_batch, sequential_batches, train_val_split
+from .data import encode_corpus, sequential_batches, train_val_split
 from .models.gpt import GPT, GPTConfig
+from .provenance import provenance
 from .tokenizers import CharTokenizer
 from .train import LossFn, TrainConfig, lm_loss, train
 
 __all__ = ["CharData", "TEACHER", "STUDENT", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
-           "batch_fn", "train_or_load", "evaluate_lm", "sha256_file"]
+           "CONTEXT", "train_or_load", "evaluate_lm"]
 
 CONTEXT = 128  # characters of context for every model of chapters 11-12
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
@@ -71,26 +70,6 @@ def shakespeare_chars(val_fraction: float = 0.1) -> CharData:
     return CharData(tokenizer, train_part, val_part)
 
 
-def batch_fn(train_tokens: np.ndarray, val_tokens: np.ndarray, batch_size: int,
-             context_length: int = CONTEXT) -> Callable:
-    """``get_batch(split, generator) -> (x, y)`` for :func:`course_lib.train.train`."""
-    parts = {"train": train_tokens, "val": val_tokens}
-
-    def get(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return get_batch(parts[split], batch_size, context_length, generator)
-
-    return get
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load(model: GPT, train_config: TrainConfig, weights: Path, meta_path: Path) -> dict:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("model_config") != model.config.to_dict():
@@ -104,7 +83,7 @@ def _load(model: GPT, train_config: TrainConfig, weights: Path, meta_path: Path)
         raise ValueError(f"{meta_path} was trained with {meta.get('train_config')}; this call "
                          f"asks for {asdict(train_config)}. Delete {weights.name} and "
                          f"{meta_path.name} to train again with the new settings")
-    found = sha256_file(weights)
+    found = file_sha256(weights)
     if found != meta.get("sha256"):
         raise ValueError(f"{weights} has SHA-256 {found[:16]}…, but {meta_path.name} records "
                          f"{str(meta.get('sha256'))[:16]}…: the file changed. Delete both "
@@ -153,11 +132,9 @@ def train_or_load(
         os.replace(tmp, weights)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    meta = {"model_config": config.to_dict(), "train_config": asdict(train_config),
-            "result": result.to_dict(), "sha256": sha256_file(weights),
-            "versions": {"course_lib": __version__, "torch": torch.__version__,
-                         "python": platform.python_version()},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    meta = provenance(result.device, model_config=config.to_dict(),
+                      train_config=asdict(train_config), result=result.to_dict(),
+                      sha256=file_sha256(weights))
     atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))
     return model.to(device or "cpu").eval(), meta | {"loaded": False}
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.char_gpt import batch_fn, evaluate_lm, train_or_load
+from course_lib.char_gpt import evaluate_lm, train_or_load
+from course_lib.data import train_val_batches
 from course_lib.models import GPTConfig
 from course_lib.train import TrainConfig
 
@@ -16,7 +17,7 @@ TOKENS = (np.arange(400) % 12).astype(np.uint16)  # a cyclic "language"
 
 
 def get():
-    return batch_fn(TOKENS[:300], TOKENS[300:], batch_size=4, context_length=8)
+    return train_val_batches(TOKENS[:300], TOKENS[300:], 4, 8)
 
 
 def test_second_call_loads_the_same_weights_and_provenance(tmp_path):
