@@ -15,16 +15,19 @@ One module per concept, in the order the chapters need them:
 * ``corpora``   — Shakespeare, WordNet (and its category task), a synthetic language,
   local text files (chapter 3)
 * ``synthetic`` — a random Markov language whose entropy rate is known exactly
-* ``tokenizers`` — character and byte-level BPE tokenizers, saved and loaded
+* ``tokenizers`` — character and byte-level BPE tokenizers, saved and loaded;
+  WordPiece for BERT
 * ``data``      — token arrays cached on disk (memory-mapped), train/validation
-  splits, language-model batches
+  splits, language-model batches and the batch function of ``train``
 * ``models``    — the GPT of chapter 4 (``models.gpt``) and its KV cache (chapter 11)
 * ``flops``     — exact parameter counts and FLOPs per token (chapter 4)
 * ``memory``    — training-memory estimate and measurement (chapter 4)
 * ``train``     — one training loop for causal and masked LMs, single- or
   multi-process (chapter 5); ``python -m course_lib.train`` (``train_cli``)
 * ``checkpoint`` — atomic safetensors checkpoints; ``distributed`` — torchrun setup
-* ``mlm``       — BERT's 80/10/10 masking and a tiny BERT (chapter 5)
+* ``mlm``       — BERT's 80/10/10 masking, a tiny BERT, and that BERT pretrained on
+  WordNet (``pretrained_tiny_bert``, chapters 5 and 6)
+* ``provenance`` — versions, device and time recorded in every result file
 * ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
 * ``scaling``   — power-law and Chinchilla fits, bootstrap, IsoFLOP minima,
   compute-optimal allocation (chapter 8); ``published_laws`` — the papers' coefficients
