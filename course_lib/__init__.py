@@ -35,6 +35,9 @@ One module per concept, in the order the chapters need them:
   LoRA merge latency
 * ``scaling``   — power-law and Chinchilla fits, bootstrap, IsoFLOP minima,
   compute-optimal allocation (chapter 8); ``published_laws`` — the papers' coefficients
+* ``sweep``     — grids of training runs, resumable and shardable:
+  ``python -m course_lib.sweep`` (chapters 9–10); ``results`` — their JSONL files
+* ``budget``    — a FLOP budget that refuses runs it cannot afford (chapter 10)
 
 Import what you need: ``from course_lib import losses``.
 """
