@@ -15,6 +15,7 @@ cannot run code when loaded, unlike pickles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "write_json_atomic"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "write_json_atomic",
+           "file_sha256", "verify_sha256"]
 
 LATEST = "latest.json"
 
@@ -45,6 +47,33 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 digest of a file, as 64 hex digits (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(folder: str | os.PathLike, expected: dict[str, str]) -> None:
+    """Check that each file ``folder / name`` has the digest ``expected[name]``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file
+    and both digests for a mismatch: weights that changed after they were recorded
+    are corrupted or substituted, and are not loaded.
+    """
+    for name, digest in expected.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (its sha256 is recorded as {digest})")
+        got = file_sha256(path)
+        if got != digest:
+            raise ValueError(f"{path} has sha256 {got}, but {digest} was recorded: the file "
+                             f"is corrupted or was replaced. Restore it (git checkout) or "
+                             f"delete it to produce it again")
 
 
 def _split_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -8,7 +8,9 @@
 * :func:`train_val_split` cuts a token array into two contiguous parts (no window can
   straddle them, so nothing leaks from validation into training).
 * :func:`get_batch` samples ``(x, y)`` windows, ``y`` being ``x`` shifted by one token;
-  :func:`sequential_batches` walks a split once, for evaluation.
+  :func:`train_val_batches` turns two splits into the batch function that
+  :func:`course_lib.train.train` calls; :func:`sequential_batches` walks a split once,
+  for evaluation.
 
 The cache folder is ``$COURSE_CACHE`` if set, else ``~/.cache/course_lib`` — outside
 the repository, reused offline, safe to delete.
@@ -21,7 +23,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +42,7 @@ __all__ = [
     "token_file_info",
     "train_val_split",
     "get_batch",
+    "train_val_batches",
     "sequential_batches",
 ]
 
@@ -224,6 +227,37 @@ def get_batch(
     T = context_length
     starts = torch.randint(len(tokens) - T, (batch_size,), generator=generator).tolist()
     return _windows(tokens, starts, T, device)
+
+
+def train_val_batches(
+    train_tokens: np.ndarray | torch.Tensor,
+    val_tokens: np.ndarray | torch.Tensor,
+    batch_size: int,
+    context_length: int,
+    *,
+    transform: Callable[[torch.Tensor, torch.Generator], tuple] | None = None,
+) -> Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]:
+    """The batch function of :func:`course_lib.train.train`: ``fn(split, generator)``.
+
+    ``split`` is ``"train"`` or ``"val"``; the call returns :func:`get_batch` of that
+    split, ``x, y`` ``(B, T)``. With ``transform(x, generator)`` it returns what the
+    transform makes of ``x`` instead: the masked LM passes
+    :func:`course_lib.mlm.mask_tokens` here to get ``(inputs, labels)``.
+    """
+    splits = {"train": train_tokens, "val": val_tokens}
+    for name, tokens in splits.items():
+        try:
+            _check_window(tokens, batch_size, context_length)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{name}_tokens: {err}") from None
+
+    def batches(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        if split not in splits:
+            raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
+        x, y = get_batch(splits[split], batch_size, context_length, generator)
+        return transform(x, generator) if transform is not None else (x, y)
+
+    return batches
 
 
 def sequential_batches(

@@ -12,6 +12,10 @@ Byte-level BPE (Sennrich et al., 2016; Radford et al., 2019) starts from the 256
 values, so it can encode any string, and learns merges of frequent adjacent pairs until
 the vocabulary reaches ``vocab_size``. :meth:`BPETokenizer.to_transformers` wraps it as
 a ``transformers`` fast tokenizer for the model chapters.
+
+:func:`train_wordpiece` learns a WordPiece vocabulary (Wu et al., 2016) the way BERT's
+tokenizer is built — lower-cased, split on spaces and punctuation, ``##`` marking a piece
+that continues a word — and returns it as a ``transformers.BertTokenizer``.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from pathlib import Path
 
 import numpy as np
 import tokenizers as hf_tokenizers
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from .atomic import atomic_write_text
 
-__all__ = ["CharTokenizer", "BPETokenizer", "train_bpe", "load_tokenizer"]
+__all__ = ["CharTokenizer", "BPETokenizer", "train_bpe", "train_wordpiece", "load_tokenizer",
+           "BERT_SPECIAL_TOKENS"]
 
 FORMAT_VERSION = 1
 EOS_TOKEN = "<|endoftext|>"
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4, as in BERT
 # Where a long text may be cut without changing its byte-level pre-tokens: between a
 # single newline (preceded by a non-space) and the next non-space character.
 _SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
@@ -267,6 +273,44 @@ def train_bpe(
     pieces = [piece for t in texts for piece in _safe_pieces(t)]
     backend.train_from_iterator(pieces, trainer=trainer, length=len(pieces))
     return BPETokenizer(backend)
+
+
+def train_wordpiece(
+    texts: str | Iterable[str],
+    vocab_size: int,
+    *,
+    min_frequency: int = 2,
+    model_max_length: int = 512,
+):
+    """Train a lower-cased WordPiece vocabulary; return a ``transformers.BertTokenizer``.
+
+    The vocabulary holds :data:`BERT_SPECIAL_TOKENS` (``[PAD]`` = 0 … ``[MASK]`` = 4),
+    the characters of ``texts`` and pieces learned by HF ``tokenizers``' WordPiece
+    trainer, ``vocab_size`` ids in all (fewer if the text runs out of pieces). Encoding
+    adds ``[CLS]`` … ``[SEP]``; ``save_pretrained`` / ``AutoTokenizer.from_pretrained``
+    round-trip it. The same texts give the same ids, except that pieces tied in
+    frequency at the end of training may be kept in one run and not in another.
+    """
+    from transformers import BertTokenizer
+
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 32:
+        raise ValueError(f"vocab_size must be an integer >= 32; got {vocab_size!r}")
+    texts = [texts] if isinstance(texts, str) else [t for t in texts if t]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a non-empty string or iterable of non-empty strings")
+    backend = hf_tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(BERT_SPECIAL_TOKENS),
+                                        show_progress=False)
+    backend.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    # WordPiece matches the longest piece whatever its id, so ids may be renumbered. The
+    # trainer numbers pieces in hash order; sorted, they are the same from run to run.
+    # (Where two candidate pieces tie in frequency, which one is kept can still vary.)
+    learned = sorted(set(backend.get_vocab()) - set(BERT_SPECIAL_TOKENS))
+    vocab = {token: i for i, token in enumerate([*BERT_SPECIAL_TOKENS, *learned])}
+    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=model_max_length)
 
 
 def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:

@@ -2,15 +2,26 @@
 
 Trains a GPT (``--objective clm``) or a tiny BERT (``--objective mlm``) on
 
+* a text corpus: a name of :func:`course_lib.corpora.load_corpus` (``shakespeare``,
+  ``wordnet``, ``synthetic``) or a UTF-8 ``.txt`` file or folder, tokenized with
+  ``--tokenizer``: ``bpe`` (byte-level BPE of ``--bpe-vocab-size`` trained on the
+  text), ``char``, or the path of a tokenizer saved by :mod:`course_lib.tokenizers`;
+  the ids are cached on disk by :func:`course_lib.data.encode_corpus`;
 * a token file: ``.npy`` (any integer dtype) or raw ``.bin`` (``--dtype``, default
-  uint16), read as a memory map; the last ``--val-fraction`` is the validation split;
+  uint16), read as a memory map;
 * ``random-walk``: generated tokens ``x[t+1] = (x[t] + s) mod V`` with ``s`` uniform
   in ``1..K`` (``--walk-steps K``). Its entropy rate is exactly ``ln K`` nats per
   token: a trained causal LM's validation loss should approach it from above.
 
+The last ``--val-fraction`` of the tokens is the validation split
+(:func:`course_lib.data.train_val_split`); batches come from
+:func:`course_lib.data.train_val_batches`.
+
 Examples::
 
     python -m course_lib.train --data random-walk --max-steps 200 --out run.json
+    python -m course_lib.train --data shakespeare --tokenizer bpe --bpe-vocab-size 1024 \\
+        --checkpoint-dir ckpt --checkpoint-interval 50 --resume --out shakespeare.json
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m course_lib.train \\
         --data random-walk --max-steps 50 --out ddp.json
 
@@ -23,24 +34,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import __version__
+from . import corpora, data, tokenizers
 from .checkpoint import write_json_atomic
-from .device import describe_device, get_device
+from .device import get_device
 from .mlm import mask_tokens, tiny_bert_config
 from .models import GPT, GPTConfig
+from .provenance import provenance
 from .train import TrainConfig, train
 
-__all__ = ["random_walk_tokens", "load_tokens", "window_batches", "main"]
+__all__ = ["random_walk_tokens", "load_tokens", "corpus_tokens", "main"]
 
 
 def random_walk_tokens(n_tokens: int, vocab_size: int, max_step: int, seed: int = 0) -> np.ndarray:
@@ -71,49 +81,45 @@ def load_tokens(path: str | Path, dtype: str = "uint16") -> np.ndarray:
     return tokens
 
 
-def window_batches(
-    train_tokens: np.ndarray,
-    val_tokens: np.ndarray,
-    batch_size: int,
-    context_length: int,
-    transform: Callable[[torch.Tensor, torch.Generator], tuple] | None = None,
-) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
-    """A batch function for :func:`train`: random windows ``x`` (B, T) and next tokens ``y``.
+def corpus_tokens(name_or_path: str, tokenizer: str = "bpe", bpe_vocab_size: int = 2048,
+                  val_fraction: float = 0.1) -> tuple[np.ndarray, object]:
+    """Token ids of a corpus (memory-mapped, cached) and the tokenizer that made them.
 
-    ``transform(window, generator)`` replaces ``(x, y)``: the masked LM passes
-    :func:`course_lib.mlm.mask_tokens` here.
+    ``tokenizer`` is ``"bpe"`` (trained with ``bpe_vocab_size`` ids on the text
+    before the last ``val_fraction``, which becomes the validation split), ``"char"``
+    or the path of a file written by a course tokenizer's ``.save()``.
     """
-    splits = {"train": train_tokens, "val": val_tokens}
-    for name, tokens in splits.items():
-        if len(tokens) <= context_length + 1:
-            raise ValueError(f"the {name} split has {len(tokens)} tokens; need more than "
-                             f"context_length + 1 = {context_length + 1}")
-
-    def get_batch(split: str, generator: torch.Generator):
-        tokens = splits[split]
-        starts = torch.randint(len(tokens) - context_length - 1, (batch_size,),
-                               generator=generator).tolist()
-        rows = torch.from_numpy(np.stack([tokens[s:s + context_length + 1] for s in starts])
-                                .astype(np.int64))
-        if transform is not None:
-            return transform(rows[:, :-1], generator)
-        return rows[:, :-1], rows[:, 1:]
-
-    return get_batch
+    text = corpora.load_corpus(name_or_path)
+    if tokenizer == "bpe":
+        tok = tokenizers.train_bpe(text[: int(len(text) * (1 - val_fraction))], bpe_vocab_size)
+    elif tokenizer == "char":
+        tok = tokenizers.CharTokenizer.from_text(text)
+    elif Path(tokenizer).is_file():
+        tok = tokenizers.load_tokenizer(tokenizer)
+    else:
+        raise ValueError(f"--tokenizer is {tokenizer!r}; expected 'bpe', 'char' or the path "
+                         f"of a saved tokenizer file")
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in Path(name_or_path).name)
+    return data.encode_corpus(text, tok, name=name[:64] or "corpus"), tok
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m course_lib.train",
                                 description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    data = p.add_argument_group("data")
-    data.add_argument("--data", default="random-walk", help="a .npy/.bin token file or 'random-walk'")
-    data.add_argument("--dtype", default="uint16", help="dtype of a .bin token file")
-    data.add_argument("--vocab-size", type=int, default=None,
+    source = p.add_argument_group("data")
+    source.add_argument("--data", default="random-walk",
+                      help="'random-walk', a corpus (shakespeare, wordnet, synthetic, a .txt "
+                           "file or folder) or a .npy/.bin token file")
+    source.add_argument("--tokenizer", default="bpe",
+                      help="for a corpus: 'bpe', 'char' or a saved tokenizer file")
+    source.add_argument("--bpe-vocab-size", type=int, default=2048)
+    source.add_argument("--dtype", default="uint16", help="dtype of a .bin token file")
+    source.add_argument("--vocab-size", type=int, default=None,
                       help="vocabulary size (default: max token id + 1; 64 for random-walk)")
-    data.add_argument("--walk-steps", type=int, default=4, help="K of the random walk")
-    data.add_argument("--n-tokens", type=int, default=200_000, help="tokens of random walk")
-    data.add_argument("--val-fraction", type=float, default=0.1)
+    source.add_argument("--walk-steps", type=int, default=4, help="K of the random walk")
+    source.add_argument("--n-tokens", type=int, default=200_000, help="tokens of random walk")
+    source.add_argument("--val-fraction", type=float, default=0.1)
     model = p.add_argument_group("model")
     model.add_argument("--objective", choices=("clm", "mlm"), default="clm",
                        help="causal LM (GPT) or masked LM (tiny BERT)")
@@ -146,15 +152,20 @@ def _data(args) -> tuple[np.ndarray, int, dict]:
         tokens = random_walk_tokens(args.n_tokens, vocab, args.walk_steps, seed=args.seed)
         return tokens, vocab, {"source": "random-walk", "walk_steps": args.walk_steps,
                                "entropy_rate_nats": math.log(args.walk_steps)}
-    tokens = load_tokens(args.data, args.dtype)
-    vocab = args.vocab_size or int(tokens.max()) + 1
-    return tokens, vocab, {"source": str(Path(args.data).resolve())}
+    if Path(args.data).suffix in (".npy", ".bin"):
+        tokens = load_tokens(args.data, args.dtype)
+        vocab = args.vocab_size or int(tokens.max()) + 1
+        return tokens, vocab, {"source": str(Path(args.data).resolve())}
+    tokens, tok = corpus_tokens(args.data, args.tokenizer, args.bpe_vocab_size,
+                               args.val_fraction)
+    return tokens, args.vocab_size or tok.vocab_size, {
+        "source": args.data, "tokenizer": repr(tok), "tokenizer_fingerprint": tok.fingerprint,
+        "token_file": str(getattr(tokens, "filename", ""))}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tokens, vocab, data_info = _data(args)
-    split = int(len(tokens) * (1 - args.val_fraction))
     T = args.context_length
     torch.manual_seed(args.seed)  # the same initial weights on every process
     if args.objective == "clm":
@@ -180,25 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         eval_batches=args.eval_batches, checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval=args.checkpoint_interval, seed=args.seed,
         precision=args.precision, progress=not args.no_progress)
-    get_batch = window_batches(tokens[:split], tokens[split:], args.batch_size, T, transform)
+    get_batch = data.train_val_batches(*data.train_val_split(tokens, args.val_fraction),
+                                       args.batch_size, T, transform=transform)
     device = get_device(args.device)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = train(model, get_batch, config, device=device, resume=args.resume,
                    description=args.objective)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0:
-        import transformers
-
         record = {
-            "provenance": {
-                "command": " ".join(sys.argv), "started": started,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "versions": {"course_lib": __version__, "python": platform.python_version(),
-                             "torch": torch.__version__, "numpy": np.__version__,
-                             "transformers": transformers.__version__},
-                "device": describe_device(torch.device(result.device)),
-                "world_size": result.world_size, "platform": platform.platform(),
-            },
+            "provenance": provenance(result.device, command=" ".join(sys.argv),
+                                     started=started, world_size=result.world_size),
             "data": data_info | {"n_tokens": len(tokens), "vocab_size": vocab},
             "model_config": config_dict, "train_config": vars(args),
             "result": result.to_dict(),

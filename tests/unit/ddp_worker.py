@@ -6,14 +6,15 @@ import sys
 import torch
 from safetensors.torch import save_file
 
+from course_lib.data import train_val_batches
 from course_lib.models import GPT, GPTConfig
 from course_lib.train import TrainConfig, train
-from course_lib.train_cli import random_walk_tokens, window_batches
+from course_lib.train_cli import random_walk_tokens
 
 
 def main(out: str) -> None:
     tokens = random_walk_tokens(10_000, vocab_size=16, max_step=3)
-    batches = window_batches(tokens[:9_000], tokens[9_000:], batch_size=4, context_length=16)
+    batches = train_val_batches(tokens[:9_000], tokens[9_000:], batch_size=4, context_length=16)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=16, context_length=16, n_layer=1, n_head=2, d_model=16))
     # a different initialisation on rank 1: DDP must broadcast rank 0's weights

@@ -111,3 +111,28 @@ def test_loading_a_non_checkpoint_or_a_wrong_model_is_refused(tmp_path):
     bigger = GPT(GPTConfig(vocab_size=20, context_length=8, n_layer=2, n_head=2, d_model=16))
     with pytest.raises(ValueError, match="does not fit the model"):
         checkpoint.load_checkpoint(folder, model=bigger)
+
+
+def test_file_sha256_and_verify(tmp_path):
+    import hashlib
+
+    from course_lib.checkpoint import file_sha256, verify_sha256
+
+    (tmp_path / "w.bin").write_bytes(b"weights" * 1000)
+    digest = file_sha256(tmp_path / "w.bin")
+    assert digest == hashlib.sha256(b"weights" * 1000).hexdigest()
+    verify_sha256(tmp_path, {"w.bin": digest})  # no error
+    with pytest.raises(ValueError, match="w.bin has sha256 .* but 00 was recorded"):
+        verify_sha256(tmp_path, {"w.bin": "00"})
+    with pytest.raises(FileNotFoundError, match="x.bin is missing"):
+        verify_sha256(tmp_path, {"x.bin": digest})
+
+
+def test_provenance_names_versions_and_device():
+    import torch
+
+    from course_lib.provenance import provenance
+
+    record = provenance("cpu", command="demo")
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["device"].startswith("cpu: ") and record["command"] == "demo"

@@ -107,6 +107,20 @@ def test_get_batch_covers_the_last_window():
     assert (x[:, 0] == 0).all() and (y[:, -1] == 10).all()
 
 
+def test_train_val_batches_draw_from_each_split_and_transform():
+    train, val = np.arange(0, 500, dtype=np.uint16), np.arange(1000, 1100, dtype=np.uint16)
+    batches = data.train_val_batches(train, val, 4, 8)
+    x, y = batches("train", make_generator(0))
+    assert torch.equal(x, data.get_batch(train, 4, 8, make_generator(0))[0])
+    assert (batches("val", make_generator(0))[0] >= 1000).all() and torch.equal(x + 1, y)
+    flipped = data.train_val_batches(train, val, 4, 8, transform=lambda x, g: (x, -x, x))
+    assert [tuple(t.shape) for t in flipped("val", make_generator(0))] == [(4, 8)] * 3
+    with pytest.raises(ValueError, match="val_tokens: tokens has 8 tokens"):
+        data.train_val_batches(train, val[:8], 4, 8)
+    with pytest.raises(ValueError, match="split must be 'train' or 'val'; got 'test'"):
+        batches("test", make_generator(0))
+
+
 def test_sequential_batches_cover_the_split_once():
     tokens = np.arange(103, dtype=np.uint16)
     batches = list(data.sequential_batches(tokens, batch_size=4, context_length=10))

@@ -106,3 +106,24 @@ def test_bad_input_gets_a_clear_error(bpe, tmp_path, call, exc, words):
         call(tmp_path, bpe)
     for word in words:
         assert word in str(info.value), f"{word!r} missing from: {info.value}"
+
+
+def test_wordpiece_is_a_bert_tokenizer_that_round_trips(tmp_path):
+    from transformers import AutoTokenizer
+
+    texts = ["The dog barked at the cat.", "A cat sat; the dogs ran away!"] * 50
+    tok = tokenizers.train_wordpiece(texts, 60, model_max_length=32)
+    assert tok.convert_ids_to_tokens(range(5)) == list(tokenizers.BERT_SPECIAL_TOKENS)
+    assert len(tok) <= 60 and tok.model_max_length == 32
+    ids = tok("The DOGS barked")["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    assert tok.decode(ids, skip_special_tokens=True) == "the dogs barked"  # lower-cased
+    assert any(t.startswith("##") for t in tok.get_vocab())  # word-continuation pieces
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(again).__name__ == "BertTokenizer" and again(texts[1]) == tok(texts[1])
+    assert tokenizers.train_wordpiece(texts, 60).get_vocab() == tok.get_vocab()  # deterministic
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 32; got 8"):
+        tokenizers.train_wordpiece(texts, 8)
+    with pytest.raises(ValueError, match="texts must be a non-empty string"):
+        tokenizers.train_wordpiece([], 60)

@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from course_lib import train as T
+from course_lib.data import train_val_batches
 from course_lib.models import GPT, GPTConfig
-from course_lib.train_cli import main, random_walk_tokens, window_batches
+from course_lib.tokenizers import CharTokenizer
+from course_lib.train_cli import main, random_walk_tokens
 
 CONFIG = GPTConfig(vocab_size=16, context_length=16, n_layer=1, n_head=2, d_model=32)
 TOKENS = random_walk_tokens(20_000, vocab_size=16, max_step=2, seed=0)  # entropy rate ln 2
-BATCHES = window_batches(TOKENS[:18_000], TOKENS[18_000:], batch_size=8, context_length=16)
+BATCHES = train_val_batches(TOKENS[:18_000], TOKENS[18_000:], batch_size=8, context_length=16)
 
 
 def fresh_model(seed=0):
@@ -132,7 +134,7 @@ def test_trains_and_checkpoints_a_transformers_masked_lm(tmp_path):
     def masked(window, generator):
         return mask_tokens(window, mask_token_id=16, vocab_size=17, generator=generator)
 
-    batches = window_batches(TOKENS[:18_000], TOKENS[18_000:], 8, 16, transform=masked)
+    batches = train_val_batches(TOKENS[:18_000], TOKENS[18_000:], 8, 16, transform=masked)
     config = T.TrainConfig(max_steps=5, progress=False, eval_batches=2,
                            checkpoint_dir=str(tmp_path))
     result = T.train(model, batches, config, device="cpu")
@@ -186,6 +188,26 @@ def test_cli_reads_token_files(tmp_path):
         assert json.loads(out.read_text())["data"]["vocab_size"] == 16
     with pytest.raises(FileNotFoundError, match="no such file"):
         main(["--data", str(tmp_path / "missing.npy")])
+
+
+def test_cli_trains_on_a_text_corpus_with_each_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("to be or not to be, that is the question\n" * 200, encoding="utf-8")
+    saved = CharTokenizer.from_text(corpus.read_text()).save(tmp_path / "chars.json")
+    common = ["--data", str(corpus), "--max-steps", "2", "--warmup-steps", "0",
+              "--context-length", "16", "--d-model", "16", "--n-layer", "1", "--no-progress",
+              "--device", "cpu", "--bpe-vocab-size", "300"]
+    for tokenizer, vocab in (("char", 15), ("bpe", None), (str(saved), 15)):
+        out = tmp_path / "run.json"
+        main(common + ["--tokenizer", tokenizer, "--out", str(out)])
+        record = json.loads(out.read_text())
+        assert record["data"]["source"] == str(corpus) and record["result"]["steps"] == 2
+        if vocab is not None:
+            assert record["data"]["vocab_size"] == vocab
+    assert list((tmp_path / "cache").glob("tiny.txt-*.bin"))  # ids cached by encode_corpus
+    with pytest.raises(ValueError, match="--tokenizer is 'wordpiece'; expected 'bpe', 'char'"):
+        main(common + ["--tokenizer", "wordpiece"])
 
 
 def test_random_walk_and_windows():

@@ -1,0 +1,101 @@
+"""The pretrained tiny BERT: packing, masked batches, the sparse MLM loss, save/verify/load."""
+
+import json
+
+import pytest
+import torch
+from transformers import BertForMaskedLM, BertForSequenceClassification
+
+from course_lib import mlm
+from course_lib.tokenizers import train_wordpiece
+
+TEXTS = [f"the {a} {b} sat on the {c}." for a in ("big", "small", "red")
+         for b in ("dog", "cat", "bird") for c in ("mat", "roof", "tree", "chair")]
+TINY = mlm.TinyBertRecipe(vocab_size=64, context_length=16, n_layer=1, n_head=2, d_model=16,
+                          batch_size=4, max_steps=4, warmup_steps=1, val_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_wordpiece(TEXTS * 3, 64, model_max_length=16)
+
+
+def test_pack_sequences_keeps_texts_whole(tok):
+    rows = mlm.pack_sequences(TEXTS, tok, 16)
+    assert rows.dtype == torch.int64 and rows.shape[1] == 16
+    assert (rows[:, 0] == tok.cls_token_id).all()
+    pieces = []  # every text comes back, in order, each followed by one [SEP]
+    for row in rows.tolist():
+        body = [t for t in row[1:] if t != tok.pad_token_id]
+        assert body[-1] == tok.sep_token_id
+        pieces += tok.decode(body).split(" [SEP]")[:-1]
+    assert [p.strip() for p in pieces] == TEXTS
+    long = mlm.pack_sequences(["dog " * 40], tok, 16)
+    assert long.shape == (1, 16) and long[0, -1] == tok.sep_token_id  # cut to fit
+    with pytest.raises(ValueError, match="context_length must be an integer >= 3; got 2"):
+        mlm.pack_sequences(TEXTS, tok, 2)
+
+
+def test_masked_batches_mask_ordinary_tokens_only(tok):
+    rows = mlm.pack_sequences(TEXTS * 20, tok, 16)
+    batches = mlm.masked_lm_batches(rows, 64, tok, val_fraction=0.25)
+    inputs, labels, attention = batches("train", torch.Generator().manual_seed(0))
+    assert inputs.shape == labels.shape == attention.shape == (64, 16)
+    selected = labels != mlm.IGNORE_INDEX
+    assert not torch.isin(labels[selected], torch.tensor(tok.all_special_ids)).any()
+    assert 0.08 < selected.sum() / attention.sum() < 0.2  # about 15% of the real tokens
+    assert torch.equal(attention == 0, inputs == tok.pad_token_id)
+    val_rows = rows[-round(len(rows) * 0.25):]
+    _, val_labels, val_attention = batches("val", torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(m, (r != 0).long()) for r in val_rows) for m in val_attention)
+    with pytest.raises(ValueError, match="too few to hold out"):
+        mlm.masked_lm_batches(rows[:1], 4, tok)
+
+
+def test_sparse_masked_lm_loss_equals_the_full_loss(tok):
+    rows = mlm.pack_sequences(TEXTS, tok, 16)
+    batch = mlm.masked_lm_batches(rows, 8, tok)("train", torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = mlm.tiny_bert(vocab_size=len(tok), context_length=16, n_layer=1, n_head=2,
+                          d_model=16).eval()
+    full = model(input_ids=batch[0], attention_mask=batch[2], labels=batch[1]).loss
+    torch.testing.assert_close(mlm.masked_lm_loss(model, batch), full, atol=1e-6, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bert")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS * 10), encoding="utf-8")
+    recipe = TINY.__class__(**{**TINY.__dict__, "corpus": str(corpus)})
+    return mlm.pretrain_tiny_bert(folder / "tiny_bert", recipe, device="cpu", progress=False)
+
+
+def test_pretrain_saves_a_verified_transformers_checkpoint(saved):
+    manifest = json.loads((saved / "pretraining.json").read_text())
+    assert manifest["result"]["steps"] == 4 and manifest["recipe"]["d_model"] == 16
+    assert set(manifest["sha256"]) == {"model.safetensors", "tokenizer.json"}
+    assert not saved.with_name("tiny_bert.partial").exists()  # checkpoints cleaned up
+    model, tok = mlm.pretrained_tiny_bert(saved, train_if_missing=False)
+    assert isinstance(model, BertForMaskedLM) and model.config.hidden_size == 16
+    assert tok("the dog")["input_ids"][0] == tok.cls_token_id
+    classifier = BertForSequenceClassification.from_pretrained(saved, num_labels=5)
+    torch.testing.assert_close(classifier.bert.embeddings.word_embeddings.weight,
+                               model.bert.embeddings.word_embeddings.weight)
+    with pytest.raises(FileExistsError, match="already holds a pretrained model"):
+        mlm.pretrain_tiny_bert(saved, TINY)
+
+
+def test_a_modified_weights_file_is_refused(saved, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(saved, tmp_path / "copy")
+    with open(copy / "model.safetensors", "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x00\x80\x7f")
+    with pytest.raises(ValueError, match="model.safetensors has sha256 .* was recorded"):
+        mlm.load_tiny_bert(copy)
+    with pytest.raises(FileNotFoundError, match="train_if_missing=False"):
+        mlm.pretrained_tiny_bert(tmp_path / "nothing", train_if_missing=False)
+    with pytest.raises(FileNotFoundError, match="holds no pretraining.json"):
+        mlm.load_tiny_bert(tmp_path)
