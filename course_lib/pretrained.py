@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -33,8 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["MINILM", "MINILM_REQUIREMENT", "MINILM_SHA256", "WeightsHashError", "sha256_file",
-           "minilm_dir", "resolve", "load_tokenizer", "load_classifier",
+from .checkpoint import file_sha256
+
+__all__ = ["MINILM", "MINILM_REQUIREMENT", "MINILM_SHA256", "WeightsHashError", "minilm_dir", "resolve", "load_tokenizer", "load_classifier",
            "classifier_from_masked_lm", "tied_mlm_head"]
 
 MINILM = "minilm"
@@ -50,20 +50,11 @@ class WeightsHashError(ValueError):
     """A weights or tokenizer file is not the one the course pinned."""
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks of ``chunk`` bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=8)
 def _verified(folder: str, stamp: tuple) -> None:
     """Check the pinned hashes once per folder and file version (``stamp``)."""
     for name, expected in MINILM_SHA256.items():
-        actual = sha256_file(Path(folder) / name)
+        actual = file_sha256(Path(folder) / name)
         if actual != expected:
             raise WeightsHashError(
                 f"{Path(folder) / name} has sha256 {actual}, expected {expected} (the pinned "

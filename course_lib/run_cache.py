@@ -8,7 +8,7 @@ chapter under ``notebooks/results/``, one entry per run:
 :func:`cached_run` returns the stored entry when its ``spec`` (every setting that
 decides the result, weights fingerprints included) equals the one asked for;
 otherwise it calls ``compute()``, adds provenance (versions, device, threads, wall
-time, date) and rewrites the file atomically, so an interrupted sweep keeps every run
+time, date: :func:`course_lib.provenance.provenance`) and rewrites the file atomically, so an interrupted sweep keeps every run
 it finished and resumes with the next one. Deleting the file recomputes everything.
 
 >>> import tempfile, pathlib
@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from . import __version__
 from .atomic import atomic_write_text
+from .provenance import provenance
 
 __all__ = ["load_runs", "cached_run"]
 
@@ -51,22 +50,14 @@ def load_runs(path: str | os.PathLike) -> dict[str, dict]:
     return runs
 
 
-def _provenance(seconds: float) -> dict:
-    import transformers
-
-    return {"course_lib": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "wall_time_s": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M")}
-
-
 def cached_run(path: str | os.PathLike, name: str, spec: dict, compute: Callable[[], dict],
-               *, recompute: bool = False) -> dict:
+               *, recompute: bool = False, device: torch.device | str | None = None) -> dict:
     """The entry ``{"spec", "result", "provenance"}`` of run ``name`` in the file ``path``.
 
     ``spec`` and the dict returned by ``compute()`` must be JSON (no NaN: a run that
     has no value stores ``None``). With ``recompute=True`` the run is computed again.
+    ``device`` (default: :func:`course_lib.device.get_device`) is recorded in the
+    provenance with the versions, the threads and the wall time.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string; got {name!r}")
@@ -77,8 +68,9 @@ def cached_run(path: str | os.PathLike, name: str, spec: dict, compute: Callable
         return stored
     start = time.perf_counter()
     result = compute()
-    entry = {"spec": spec, "result": result,
-             "provenance": _provenance(time.perf_counter() - start)}
+    seconds = round(time.perf_counter() - start, 1)
+    entry = {"spec": spec, "result": result, "provenance": provenance(
+        device, wall_time_s=seconds, threads=torch.get_num_threads())}
     try:
         text = json.dumps(entry, allow_nan=False)
     except ValueError as err:

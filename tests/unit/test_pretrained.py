@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from course_lib import pretrained
+from course_lib.checkpoint import file_sha256
 from course_lib.pretrained import (MINILM_SHA256, WeightsHashError, classifier_from_masked_lm,
                                    load_classifier, load_tokenizer, minilm_dir, resolve,
                                    tied_mlm_head)
@@ -33,7 +33,7 @@ def test_tampered_weights_are_refused_with_both_hashes(tmp_path):
         minilm_dir(tmp_path)
     message = str(info.value)
     assert MINILM_SHA256["model.safetensors"] in message
-    assert pretrained.sha256_file(tmp_path / "model.safetensors") in message
+    assert file_sha256(tmp_path / "model.safetensors") in message
     assert "refusing to load" in message
 
 

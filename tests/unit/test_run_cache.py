@@ -17,7 +17,7 @@ def test_computed_once_then_loaded_and_recomputed_when_the_spec_changes(tmp_path
     first = cached_run(path, "a", {"n": 50, "layers": (1, 2)}, lambda: compute(0.5))
     again = cached_run(path, "a", {"n": 50, "layers": [1, 2]}, lambda: compute(0.7))
     assert first == again and calls == [0.5]
-    assert set(first["provenance"]) >= {"torch", "threads", "wall_time_s", "finished"}
+    assert set(first["provenance"]) >= {"versions", "device", "threads", "wall_time_s", "finished"}
     cached_run(path, "b", {"n": 50}, lambda: compute(0.6))
     changed = cached_run(path, "a", {"n": 100, "layers": [1, 2]}, lambda: compute(0.8))
     assert changed["result"] == {"accuracy": 0.8} and calls == [0.5, 0.6, 0.8]
