@@ -25,6 +25,10 @@ export COURSE_DEVICE := $(DEVICE)
 endif
 # Reproducible kernels: no hash randomisation.
 export PYTHONHASHSEED := 0
+# One thread per kernel when notebooks are executed or checked: nbval runs $(WORKERS) kernels
+# side by side on a 2-core machine, and oversubscribed OpenMP threads slow tiny models down
+# tenfold. Stored outputs and nbval then see the same arithmetic.
+NB_ENV    := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: setup book test unit nbval book-strict browser execute lab labs clean
 
@@ -49,7 +53,7 @@ unit: $(STAMP)
 	$(PYTEST) -q tests/unit tests/test_book_structure.py tests/test_labs.py --doctest-modules course_lib
 
 nbval: $(STAMP)
-	$(PYTEST) -q $(NBVAL) -n $(WORKERS) --dist loadfile $(NOTEBOOKS)
+	$(NB_ENV) $(PYTEST) -q $(NBVAL) -n $(WORKERS) --dist loadfile $(NOTEBOOKS)
 
 # Warnings are errors: a broken reference, citation or glue key fails the build.
 book-strict: $(STAMP)
@@ -60,7 +64,7 @@ browser: $(STAMP)
 	$(PYTEST) -q tests/browser
 
 execute: $(STAMP)
-	$(BIN)/python tests/execute_notebooks.py $(NOTEBOOKS)
+	$(NB_ENV) $(BIN)/python tests/execute_notebooks.py $(NOTEBOOKS)
 
 labs: $(STAMP)
 	$(BIN)/python tests/build_labs.py

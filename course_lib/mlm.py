@@ -144,21 +144,21 @@ class TinyBertRecipe:
 
     ``batch_size`` counts packed sequences of ``context_length`` tokens;
     ``val_fraction`` of the sequences are held out to measure the MLM loss. No
-    dropout: in about two passes over the data it would only slow learning (pass
+    dropout: a few passes over the data leave the model far from overfitting (pass
     ``hidden_dropout_prob=0.1`` to ``from_pretrained`` to fine-tune with it).
     """
 
     corpus: str = "wordnet"
     vocab_size: int = 4096
-    context_length: int = 128
+    context_length: int = 64
     n_layer: int = 2
     n_head: int = 4
     d_model: int = 128
     dropout: float = 0.0
-    batch_size: int = 64
-    max_steps: int = 1000
+    batch_size: int = 32
+    max_steps: int = 5000
     lr: float = 2e-3
-    warmup_steps: int = 100
+    warmup_steps: int = 200
     weight_decay: float = 0.01
     val_fraction: float = 0.02
     seed: int = 0
@@ -332,20 +332,24 @@ def default_tiny_bert_dir() -> Path:
 def pretrained_tiny_bert(path: str | os.PathLike | None = None, train_if_missing: bool = True):
     """The course's tiny BERT pretrained on WordNet, and its tokenizer: ``(model, tokenizer)``.
 
-    ``model`` is a ``BertForMaskedLM`` (2 layers, width 128, 4 heads, 128 positions,
-    4,096 WordPiece ids; :class:`TinyBertRecipe`), pretrained with BERT's 80/10/10
+    ``model`` is a ``BertForMaskedLM`` (2 layers, width 128, 4 heads, 64 positions,
+    4,096 WordPiece ids: :class:`TinyBertRecipe`), pretrained with BERT's 80/10/10
     masking on ``load_corpus("wordnet")``, which leaves out the test split of chapter
-    6's task; ``tokenizer`` is a ``transformers.BertTokenizer`` (``[CLS] … [SEP]``).
+    6's task. ``tokenizer`` is a lower-casing ``transformers.BertTokenizer`` that adds
+    ``[CLS] … [SEP]``; its ``model_max_length`` is the model's 64 positions, so call it
+    with ``truncation=True`` (fewer than 0.5% of WordNet definitions are longer).
 
     ``path`` (default :func:`default_tiny_bert_dir`) is loaded with
-    :func:`load_tiny_bert`, which verifies the sha256 of the weights. If it holds no
-    model and ``train_if_missing``, :func:`pretrain_tiny_bert` trains one there first:
-    about 15 minutes on a 2-core CPU, resumable if interrupted. The folder is an
-    ordinary ``transformers`` checkpoint, so a classifier starts from it with::
+    :func:`load_tiny_bert`, which verifies the sha256 of the weights and tokenizer.
+    If it holds no model and ``train_if_missing``, :func:`pretrain_tiny_bert` trains
+    one there first: about half an hour on a 2-core CPU (minutes on a GPU),
+    resumable if interrupted. The folder is an ordinary ``transformers`` checkpoint,
+    so a classifier starts from it with::
 
         BertForSequenceClassification.from_pretrained(path, num_labels=5)
 
-    (the encoder is loaded; the pooler and classification layer are new).
+    (the encoder is loaded; the pooler and the classification layer are new, since
+    pretraining had no next-sentence task).
     """
     folder = Path(path) if path is not None else default_tiny_bert_dir()
     if not (folder / MANIFEST).is_file():

@@ -20,12 +20,14 @@ __all__ = ["library_versions", "provenance"]
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries that decide the numbers."""
     import numpy
+    import scipy
     import tokenizers
     import transformers
 
     return {"course_lib": __version__, "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__, "numpy": numpy.__version__}
+            "tokenizers": tokenizers.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__}
 
 
 def provenance(device: torch.device | str | None = None, **extra) -> dict:

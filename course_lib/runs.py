@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -29,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, flops
+from . import flops
 from .atomic import atomic_open
 from .budget import FlopBudget
 from .data import default_cache_dir
-from .device import describe_device, get_device
+from .device import get_device
 from .models import GPT, GPTConfig
+from .provenance import provenance
 from .synthetic import MarkovLanguage
 from .train import EVAL_SEED_OFFSET, TrainConfig, train
 
@@ -249,13 +249,6 @@ def _true_val_loss(data, val_tokens, spec: RunSpec) -> float | None:
     return total / spec.eval_batches
 
 
-def _versions() -> dict:
-    import scipy
-
-    return {"course_lib": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
-
-
 def _thin(curve: list[tuple[int, float]], points: int = 24) -> list[list[float]]:
     """About ``points`` (step, loss) pairs at log-spaced steps, each a window average."""
     if not curve:
@@ -322,13 +315,9 @@ def run_one(
             "wall_time_s": round(result.wall_time_s, 3),
             "train_loss_curve": _thin(result.train_loss),
         },
-        "provenance": {
-            "versions": _versions(), "device": describe_device(torch.device(result.device)),
-            "torch_threads": torch.get_num_threads(), "precision": result.precision,
-            "platform": platform.platform(), "started": started,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "resumed_from_step": result.resumed_from,
-        },
+        "provenance": provenance(
+            result.device, torch_threads=torch.get_num_threads(), precision=result.precision,
+            started=started, resumed_from_step=result.resumed_from),
     }
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)

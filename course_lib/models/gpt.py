@@ -12,9 +12,9 @@ four times as wide as the model, a final LayerNorm and an output layer tied to t
 token embedding. :meth:`GPT.from_hf` copies the weights of a ``transformers``
 ``GPT2LMHeadModel`` into this model, which then gives the same logits.
 
-There is no KV cache yet: ``CausalSelfAttention.forward`` computes keys and values
-for the whole sequence. Chapter 11 adds the cache there (the attention call and
-``generate`` are the only places that change).
+Generation can reuse the keys and values of earlier positions instead of
+recomputing them: pass a :class:`~course_lib.models.kv_cache.KVCache` to ``forward``
+(``model.new_cache(B)``), or call ``generate(..., use_cache=True)`` (chapter 11).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .kv_cache import KVCache
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "weight_decay_groups"]
 
@@ -145,15 +147,26 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         # (B, T, C) -> (B, nh, T, hs): each head attends independently
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in (q, k, v))
+        causal, mask = True, None
+        if cache is not None:  # attend over the stored positions too: k, v (B, nh, past + T, hs)
+            past = cache.length
+            k, v = cache.append(layer, k, v)
+            if past and T == 1:
+                causal = False  # one new token may see every stored position
+            elif past:  # new token i (at position past + i) sees positions <= past + i
+                causal, mask = False, torch.ones(T, past + T, dtype=torch.bool,
+                                                 device=x.device).tril(diagonal=past)
         # softmax(q k^T / sqrt(hs) + causal mask) v, fused: (B, nh, T, hs)
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, is_causal=causal,
+            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.proj(y))
 
@@ -182,8 +195,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C): tokens exchange information
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C): tokens exchange information
         return x + self.mlp(self.ln_2(x))  # (B, T, C): each token is processed alone
 
 
@@ -222,26 +236,36 @@ class GPT(nn.Module):
         return [m for b in self.blocks for m in (b.attn.proj, b.mlp.proj)]
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``(B, T, V)`` for token ids ``idx`` ``(B, T)``, and the loss if ``targets`` given.
 
         ``targets`` ``(B, T)`` holds the token to predict at each position (for a
         causal LM, ``idx`` shifted left by one); entries equal to -100 are ignored.
         The loss is the mean cross-entropy in nats per predicted token.
+
+        With a ``cache`` (:meth:`new_cache`), ``idx`` continues the sequences whose
+        keys and values the cache holds: its tokens get positions ``cache.length``
+        onwards, attend to the stored positions, and are appended to the cache.
         """
         if idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"idx must be an integer tensor of shape (B, T); got dtype "
                              f"{idx.dtype} and shape {tuple(idx.shape)}")
         B, T = idx.shape
-        if T > self.config.context_length:
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.context_length:
             raise ValueError(f"idx has sequence length T={T}, longer than the model's "
-                             f"context_length={self.config.context_length}; crop the input "
-                             f"(for example idx[:, -{self.config.context_length}:])")
-        pos = torch.arange(T, device=idx.device)  # (T,)
+                             f"context_length={self.config.context_length}"
+                             + (f" minus the {past} cached positions" if past else "")
+                             + f"; crop the input (for example "
+                             f"idx[:, -{self.config.context_length - past}:])")
+        pos = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C) -> (B, T, C)
-        for block in self.blocks:
-            x = block(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.commit()
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None
@@ -255,6 +279,13 @@ class GPT(nn.Module):
         """Parameter groups for ``torch.optim.AdamW``; see :func:`weight_decay_groups`."""
         return weight_decay_groups(self, weight_decay)
 
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` sequences of up to ``context_length``."""
+        c = self.config
+        weight = self.wte.weight
+        return KVCache(c.n_layer, batch_size, c.n_head, c.context_length, c.head_dim,
+                       device=weight.device, dtype=weight.dtype)
+
     @torch.no_grad()
     def generate(
         self,
@@ -264,6 +295,7 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = False,
     ) -> torch.Tensor:
         """Extend ``idx`` ``(B, T0)`` by ``max_new_tokens`` sampled tokens: ``(B, T0 + n)``.
 
@@ -271,6 +303,12 @@ class GPT(nn.Module):
         token); ``top_k`` keeps only the k most likely tokens; ``generator`` (on the
         model's device) makes sampling reproducible. The window slides: only the
         last ``context_length`` tokens condition each prediction.
+
+        ``use_cache=True`` keeps keys and values in a :class:`KVCache`, so each step
+        runs the model on one new token instead of the whole window; the tokens are
+        the same. Once the window is full, learned absolute positions force the
+        cache to be refilled from the shifted window at every step (as costly as no
+        cache): the gain is in sequences up to ``context_length``.
         """
         _require_int("max_new_tokens", max_new_tokens, 0)
         if not temperature >= 0:
@@ -279,9 +317,16 @@ class GPT(nn.Module):
             _require_int("top_k", top_k, 1)
         was_training = self.training
         self.eval()
+        context = self.config.context_length
+        cache = self.new_cache(idx.shape[0]) if use_cache else None
         for _ in range(max_new_tokens):
-            window = idx[:, -self.config.context_length:]  # (B, <= context_length)
-            logits = self(window)[0][:, -1, :]  # (B, V): the prediction for the next token
+            window = idx[:, -context:]  # (B, <= context_length)
+            if cache is not None:
+                if 0 < cache.length < context:
+                    window = idx[:, -1:]  # only the newest token is not cached yet
+                else:  # empty, or full: (re)fill the cache from the window
+                    cache.reset()
+            logits = self(window, cache=cache)[0][:, -1, :]  # (B, V): next-token prediction
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:

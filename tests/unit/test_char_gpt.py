@@ -1,0 +1,58 @@
+"""Train-or-load of chapters 11-12: round trip, provenance, refusals, evaluation."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.char_gpt import evaluate_lm, train_or_load
+from course_lib.data import train_val_batches
+from course_lib.models import GPTConfig
+from course_lib.train import TrainConfig
+
+CONFIG = GPTConfig(vocab_size=12, context_length=8, n_layer=1, n_head=2, d_model=16)
+TRAIN = TrainConfig(max_steps=3, lr=1e-2, progress=False, eval_batches=1)
+TOKENS = (np.arange(400) % 12).astype(np.uint16)  # a cyclic "language"
+
+
+def get():
+    return train_val_batches(TOKENS[:300], TOKENS[300:], 4, 8)
+
+
+def test_second_call_loads_the_same_weights_and_provenance(tmp_path):
+    first, meta = train_or_load(tmp_path / "m", CONFIG, get(), TRAIN, device="cpu")
+    assert not meta["loaded"] and meta["result"]["steps"] == 3
+    assert (tmp_path / "m.safetensors").is_file() and (tmp_path / "m.json").is_file()
+    second, meta2 = train_or_load(tmp_path / "m", CONFIG, get(), TRAIN, device="cpu")
+    assert meta2["loaded"] and meta2["sha256"] == meta["sha256"]
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    assert second.lm_head.weight is second.wte.weight  # still tied after loading
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_a_different_recipe_or_a_changed_file_is_refused(tmp_path):
+    train_or_load(tmp_path / "m", CONFIG, get(), TRAIN, device="cpu")
+    with pytest.raises(ValueError, match="was trained with"):
+        train_or_load(tmp_path / "m", CONFIG, get(), dataclasses.replace(TRAIN, lr=1e-3))
+    with pytest.raises(ValueError, match="holds a model with config"):
+        train_or_load(tmp_path / "m", dataclasses.replace(CONFIG, d_model=32), get(), TRAIN)
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ValueError, match="the file changed"):
+        train_or_load(tmp_path / "m", CONFIG, get(), TRAIN)
+
+
+def test_evaluate_lm_is_deterministic_and_near_log_v_untrained():
+    torch.manual_seed(0)
+    from course_lib.models import GPT
+
+    model = GPT(CONFIG)
+    a = evaluate_lm(model, TOKENS, n_windows=5, context_length=8, batch_size=2)
+    assert a == evaluate_lm(model, TOKENS, n_windows=5, context_length=8, batch_size=2)
+    assert a == pytest.approx(evaluate_lm(model, TOKENS, n_windows=5, context_length=8,
+                                          batch_size=3), rel=1e-6)
+    assert abs(a - np.log(12)) < 0.2
+    with pytest.raises(ValueError, match="n_windows must be a positive integer"):
+        evaluate_lm(model, TOKENS, n_windows=0)
