@@ -27,8 +27,15 @@ One module per concept, in the order the chapters need them:
 * ``checkpoint`` — atomic safetensors checkpoints; ``distributed`` — torchrun setup
 * ``mlm``       — BERT's 80/10/10 masking, a tiny BERT, and that BERT pretrained on
   WordNet (``pretrained_tiny_bert``, chapters 5 and 6)
+* ``pretrained`` — the packaged MiniLM (sha256-checked), Hub names and local folders,
+  as classifiers; a classifier from a masked LM (chapter 6)
+* ``finetune``  — the fine-tuning loop: dynamic padding, warmup, early stopping on
+  macro-F1, an optional auxiliary masked-LM loss; metrics (chapter 6)
+* ``lora``      — LoRA from scratch, merge and unmerge, checked against ``peft`` (chapter 7)
+* ``run_cache`` — results of expensive runs: load if present, else compute and store
 * ``provenance`` — versions, device and time recorded in every result file
-* ``bench``     — ``python -m course_lib.bench {hw,train}``: FLOP/s, step time, MFU
+* ``bench``     — ``python -m course_lib.bench {hw,train,lora}``: FLOP/s, step time, MFU,
+  LoRA merge latency
 * ``scaling``   — power-law and Chinchilla fits, bootstrap, IsoFLOP minima,
   compute-optimal allocation (chapter 8); ``published_laws`` — the papers' coefficients
 * ``sweep``     — grids of training runs, resumable and shardable:

@@ -2,6 +2,10 @@
 
 ``hw``     times square matrix multiplications and prints the FLOP/s reached,
            next to the datasheet peak when the GPU is in :data:`PEAK_FLOPS`.
+``lora``   times a forward pass of a MiniLM-shaped BERT (random weights, built from
+           its config) three ways: as it is, with LoRA adapters, and with the adapters
+           merged into the weights (:mod:`course_lib.lora`); prints the ratios to the
+           plain model (merged should be 1 up to noise).
 ``train``  times a training step (forward, backward, AdamW) of the course's
            :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
            built from the same config, with the same weights and batch, on the
@@ -36,7 +40,7 @@ from .flops import flops_per_token
 from .models import GPT, GPTConfig
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
-           "bench_train_step", "main"]
+           "bench_train_step", "bench_lora_merge", "main"]
 
 #: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
 #: Matched against ``torch.cuda.get_device_name()``; more specific names first.
@@ -182,6 +186,59 @@ def bench_train_step(config: GPTConfig, batch_size: int, *, device: torch.device
         peak_flops=peak_flops, peak_source=source)
 
 
+@torch.no_grad()
+def bench_lora_merge(*, device: torch.device, batch_size: int = 64, seq_len: int = 32,
+                     r: int = 64, targets: tuple[str, ...] = ("query", "key", "value", "dense"),
+                     repeats: int = 9, config=None) -> dict[str, float]:
+    """Median forward time (s) of a MiniLM-shaped BERT: ``base``, ``lora``, ``merged``.
+
+    ``config`` (a ``BertConfig``) replaces the MiniLM shape. Also returns ``max_gap``, the largest difference between the merged and the
+    unmerged model's outputs (they compute the same function).
+    """
+    from transformers import BertConfig, BertModel
+
+    from .lora import apply_lora, merge_lora
+
+    config = config or BertConfig(hidden_size=384, num_hidden_layers=6,
+                                  num_attention_heads=12, intermediate_size=1536)
+    torch.manual_seed(0)
+    model = BertModel(config).to(device).eval()
+    ids = torch.randint(config.vocab_size, (batch_size, seq_len), device=device)
+
+    def timed(m) -> tuple[float, torch.Tensor]:
+        out = m(input_ids=ids).last_hidden_state  # warm-up
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            out = m(input_ids=ids).last_hidden_state
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), out
+
+    base_s, _ = timed(model)
+    apply_lora(model, r=r, alpha=16, target_modules=targets)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.normal_(0, 0.02)  # as after training
+    lora_s, unmerged = timed(model)
+    merged_s, merged = timed(merge_lora(model))
+    return {"base": base_s, "lora": lora_s, "merged": merged_s,
+            "max_gap": (merged - unmerged).abs().max().item()}
+
+
+def _lora(args) -> int:
+    device = get_device(args.device)
+    print(f"device: {describe_device(device)}; MiniLM shape, batch {args.batch_size} x "
+          f"{args.seq_len} tokens, LoRA rank {args.rank} on every linear map", flush=True)
+    t = bench_lora_merge(device=device, batch_size=args.batch_size, seq_len=args.seq_len,
+                         r=args.rank, repeats=args.repeats)
+    for name in ("base", "lora", "merged"):
+        print(f"  {name:7s} {t[name] * 1e3:8.2f} ms   ratio to base {t[name] / t['base']:.3f}")
+    print(f"  merged vs unmerged outputs: max difference {t['max_gap']:.1e}")
+    return 0
+
+
 def _hw(args) -> int:
     device = get_device(args.device)
     print(f"device: {describe_device(device)}")
@@ -243,11 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--compile", action="store_true", help="torch.compile both models")
     tr.add_argument("--peak-flops", type=float, default=None, help="override the peak FLOP/s")
     tr.add_argument("--out", default=None, help="also write the results as JSON")
-    for p in (hw, tr):
+    lo = sub.add_parser("lora", help="forward time: plain, LoRA, LoRA merged")
+    lo.add_argument("--batch-size", type=int, default=64)
+    lo.add_argument("--seq-len", type=int, default=32)
+    lo.add_argument("--rank", type=int, default=64)
+    for p in (hw, tr, lo):
         p.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
         p.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
-    return _hw(args) if args.command == "hw" else _train(args)
+    return {"hw": _hw, "train": _train, "lora": _lora}[args.command](args)
 
 
 if __name__ == "__main__":

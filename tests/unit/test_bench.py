@@ -49,3 +49,14 @@ def test_cli_prints_ratio_and_writes_json(tmp_path, capsys):
     assert json.loads(out.read_text())["peak_source"] == "measured fp32 matmul"
     bench.main(["hw", "--device", "cpu", "--sizes", "32", "--repeats", "1"])
     assert "GFLOP/s" in capsys.readouterr().out
+
+
+def test_lora_bench_reports_three_times_and_equal_outputs():
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)
+    t = bench.bench_lora_merge(device=torch.device("cpu"), batch_size=2, seq_len=8, r=2,
+                               repeats=1, config=config)
+    assert set(t) == {"base", "lora", "merged", "max_gap"} and t["max_gap"] < 1e-4
+    assert all(t[name] > 0 for name in ("base", "lora", "merged"))

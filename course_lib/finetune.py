@@ -1,0 +1,363 @@
+"""Fine-tuning a pretrained encoder for text classification, done right (chapter 6).
+
+:func:`finetune` trains a ``transformers`` sequence classifier on ``(text, label)``
+pairs:
+
+* texts are tokenized once and padded per batch to the longest text of the batch
+  (**dynamic padding**); with ``group_by_length`` texts of similar length share a
+  batch, so there is little padding to compute on;
+* ``torch.optim.AdamW`` (no decay on biases and LayerNorm gains) with a linear warmup
+  over ``warmup_ratio`` of the steps, then linear decay to zero, as for BERT;
+* after every epoch the model is evaluated on the validation set; with ``patience``
+  set, training stops when validation macro-F1 has not improved for ``patience``
+  epochs and the weights of the best epoch are restored (**early stopping**);
+* with ``mlm_alpha > 0`` and an ``mlm_head``, the loss is
+  ``L_classification + mlm_alpha * L_mlm``, the second term a masked-LM loss (BERT's
+  80/10/10 rule, :func:`course_lib.mlm.mask_tokens`) on the same batch of texts;
+* a ``tqdm.auto`` progress bar; a non-finite loss stops the run.
+
+Metrics come from scikit-learn (:func:`classification_metrics`). Losses are mean
+cross-entropies in nats per example (classification) or per masked token (MLM).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import get_device
+from .mlm import IGNORE_INDEX, mask_tokens
+from .train import NonFiniteLossError
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
+           "length_grouped_batches", "pad_batch", "predict_logits", "classification_metrics",
+           "evaluate", "finetune"]
+
+Example = tuple[str, int]
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of :func:`finetune`; the defaults suit a BERT-size encoder."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    patience: int | None = 1  # None: train every epoch and keep the last weights
+    max_length: int = 64  # tokens per text, [CLS] and [SEP] included
+    grad_clip: float | None = 1.0
+    group_by_length: bool = True
+    mlm_alpha: float = 0.0
+    mlm_probability: float = 0.15
+    eval_batch_size: int = 128
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(
+                self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None; got {self.patience!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        for name in ("warmup_ratio", "mlm_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)!r}")
+        if not (self.weight_decay >= 0 and self.mlm_alpha >= 0):
+            raise ValueError(f"weight_decay and mlm_alpha must be >= 0; got "
+                             f"{self.weight_decay!r} and {self.mlm_alpha!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did. ``history`` has one dict per epoch: ``epoch``, ``step``,
+    ``train_loss`` (and ``train_mlm_loss``), and the validation metrics of
+    :func:`evaluate` prefixed ``val_``. ``best_epoch`` is the epoch whose weights the
+    model holds at the end (1-based)."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_macro_f1: float = math.nan
+    steps: int = 0
+    stopped_early: bool = False
+    wall_time_s: float = 0.0
+    n_trainable: int = 0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EncodedExamples:
+    """Token ids of labelled texts, unpadded: ``ids[i]`` is a list of ints."""
+
+    ids: list[list[int]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _check_examples(name: str, examples: Sequence[Example], num_labels: int) -> None:
+    if examples is None or len(examples) == 0:
+        raise ValueError(f"{name} is empty; expected a non-empty list of (text, label) pairs")
+    for i, item in enumerate(examples):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(f"{name}[{i}] is {item!r}; expected a (text, label) pair")
+        text, label = item
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{name}[{i}] has text {text!r}; expected a non-empty string")
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
+                or not 0 <= label < num_labels:
+            raise ValueError(f"{name}[{i}] has label {label!r}; expected an integer class "
+                             f"index in [0, {num_labels}) for this {num_labels}-class model")
+
+
+def encode_examples(tokenizer, examples: Sequence[Example], *, num_labels: int,
+                    max_length: int = 64, name: str = "examples") -> EncodedExamples:
+    """Tokenize ``(text, label)`` pairs once, truncated to ``max_length`` tokens, unpadded.
+
+    Raises ``ValueError`` naming ``name`` and the position of the first bad example
+    (empty list, empty text, a label that is not an integer in ``[0, num_labels)``).
+    """
+    _check_examples(name, examples, num_labels)
+    encoded = tokenizer([t for t, _ in examples], truncation=True, max_length=max_length)
+    return EncodedExamples(list(encoded["input_ids"]), [int(y) for _, y in examples])
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                           *, group: bool = True, mega: int = 16) -> list[list[int]]:
+    """A shuffled epoch of index batches.
+
+    With ``group``, the shuffled indices are cut into chunks of ``mega * batch_size``,
+    each chunk is sorted by length and split into batches, and the batches are
+    shuffled: batches stay random but hold texts of similar length.
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if not group:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    for start in range(0, len(order), mega * batch_size):
+        chunk = sorted(order[start:start + mega * batch_size], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad token-id lists to the longest: ``input_ids`` and ``attention_mask``, both ``(B, T)``."""
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for i, row in enumerate(ids):
+        input_ids[i, :len(row)] = torch.as_tensor(row, dtype=torch.long)
+        attention_mask[i, :len(row)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 128,
+                   max_length: int = 64, device=None) -> torch.Tensor:
+    """Class logits ``(len(texts), num_labels)`` (float32, on the CPU), in eval mode.
+
+    Texts are batched in order of length (little padding) and returned in input order.
+    """
+    if len(texts) == 0:
+        raise ValueError("texts is empty; expected at least one text")
+    device = next(model.parameters()).device if device is None else get_device(device)
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    was_training = model.training
+    model.eval()
+    out = torch.empty(len(ids), model.config.num_labels)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        out[chunk] = logits.float().cpu()
+    model.train(was_training)
+    return out
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
+                           num_labels: int) -> dict[str, float]:
+    """Accuracy and macro-averaged precision, recall and F1 (scikit-learn), all in [0, 1].
+
+    Macro averages weigh every class equally, whatever its size; a class never
+    predicted has precision 0 (``zero_division=0``).
+    """
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    labels = list(range(num_labels))
+    p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                  average="macro", zero_division=0)
+    return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_precision": float(p),
+            "macro_recall": float(r), "macro_f1": float(f1)}
+
+
+def evaluate(model: nn.Module, tokenizer, examples: Sequence[Example], *, max_length: int = 64,
+             batch_size: int = 128, device=None) -> dict:
+    """Metrics of :func:`classification_metrics`, plus ``loss`` (nats per example) and
+    ``predictions`` (a list of class indices in the order of ``examples``)."""
+    num_labels = model.config.num_labels
+    _check_examples("examples", examples, num_labels)
+    logits = predict_logits(model, tokenizer, [t for t, _ in examples], batch_size=batch_size,
+                            max_length=max_length, device=device)
+    labels = torch.tensor([y for _, y in examples])
+    predictions = logits.argmax(-1)
+    metrics = classification_metrics(labels.tolist(), predictions.tolist(), num_labels)
+    return metrics | {"loss": F.cross_entropy(logits, labels).item(),
+                      "predictions": predictions.tolist()}
+
+
+def _mlm_loss(model: nn.Module, mlm_head: nn.Module, batch: dict, tokenizer,
+              probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Masked-LM loss (nats per masked token) of ``mlm_head`` on the encoder's states."""
+    inputs, targets = mask_tokens(
+        batch["input_ids"].cpu(), mask_token_id=tokenizer.mask_token_id,
+        vocab_size=model.config.vocab_size, generator=generator,
+        mlm_probability=probability, special_token_ids=tokenizer.all_special_ids)
+    device = batch["input_ids"].device
+    hidden = model.base_model(input_ids=inputs.to(device),
+                              attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = mlm_head(hidden)  # (B, T, V)
+    targets = targets.to(device)
+    if not (targets != IGNORE_INDEX).any():  # nothing selected in this batch
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def _params(model: nn.Module, mlm_head: nn.Module | None) -> list[nn.Parameter]:
+    """Trainable parameters of the model and the head, each once (tied weights)."""
+    seen, params = set(), []
+    for module in (model, mlm_head) if mlm_head is not None else (model,):
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def finetune(model: nn.Module, tokenizer, train: Sequence[Example],
+             validation: Sequence[Example], config: FinetuneConfig | None = None, *,
+             mlm_head: nn.Module | None = None, device=None,
+             description: str = "fine-tune") -> FinetuneResult:
+    """Fine-tune ``model`` in place on ``train``; return a :class:`FinetuneResult`.
+
+    ``model`` is a ``transformers`` sequence classifier (``.logits`` of shape
+    ``(B, num_labels)``) and ``tokenizer`` its tokenizer. Runs are reproducible: batch
+    order, dropout and masking come from ``config.seed``, and the caller's global random
+    state is left as it was. Only parameters with ``requires_grad`` are trained (a LoRA
+    model trains its adapters and head only).
+    """
+    config = config or FinetuneConfig()
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig; got {type(config).__name__}")
+    if config.mlm_alpha > 0 and mlm_head is None:
+        raise ValueError(f"mlm_alpha={config.mlm_alpha} needs an mlm_head (see "
+                         f"course_lib.pretrained.tied_mlm_head)")
+    num_labels = model.config.num_labels
+    data = encode_examples(tokenizer, train, num_labels=num_labels,
+                           max_length=config.max_length, name="train")
+    _check_examples("validation", validation, num_labels)
+    device = get_device(device)
+    model.to(device)
+    if mlm_head is not None:
+        mlm_head.to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        return _run(model, tokenizer, data, validation, config, mlm_head, device, description)
+
+
+def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneConfig,
+         mlm_head, device, description: str) -> FinetuneResult:
+    from transformers import get_linear_schedule_with_warmup
+
+    params = _params(model, mlm_head)
+    # decay matrices and embeddings, not biases or LayerNorm gains (1-D)
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=config.lr)
+    steps_per_epoch = math.ceil(len(data) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * total), total)
+    generator = torch.Generator().manual_seed(config.seed)
+    lengths = [len(row) for row in data.ids]
+    result = FinetuneResult(n_trainable=sum(p.numel() for p in params), device=str(device))
+    best_state, since_best, start = None, 0, time.perf_counter()
+    model.train()
+    with tqdm(total=total, desc=description, disable=not config.progress,
+              dynamic_ncols=True) as bar:
+        for epoch in range(1, config.epochs + 1):
+            sums = {"train_loss": 0.0, "train_mlm_loss": 0.0}
+            batches = length_grouped_batches(lengths, config.batch_size, generator,
+                                             group=config.group_by_length)
+            for index in batches:
+                batch = pad_batch([data.ids[i] for i in index], tokenizer.pad_token_id)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                labels = torch.tensor([data.labels[i] for i in index], device=device)
+                loss = F.cross_entropy(model(**batch).logits.float(), labels)
+                total_loss = loss
+                if config.mlm_alpha > 0:
+                    mlm = _mlm_loss(model, mlm_head, batch, tokenizer,
+                                    config.mlm_probability, generator)
+                    total_loss = loss + config.mlm_alpha * mlm
+                    sums["train_mlm_loss"] += mlm.item() / len(batches)
+                if not math.isfinite(total_loss.item()):
+                    raise NonFiniteLossError(
+                        f"the training loss is {total_loss.item()} at step {result.steps + 1} "
+                        f"(learning rate {scheduler.get_last_lr()[0]:.3g}); training stopped "
+                        f"before the update. Try a lower lr or more warmup.")
+                total_loss.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.steps += 1
+                sums["train_loss"] += loss.item() / len(batches)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                bar.update(1)
+            val = evaluate(model, tokenizer, validation, max_length=config.max_length,
+                           batch_size=config.eval_batch_size, device=device)
+            model.train()
+            row = {"epoch": epoch, "step": result.steps, "train_loss": sums["train_loss"]}
+            if config.mlm_alpha > 0:
+                row["train_mlm_loss"] = sums["train_mlm_loss"]
+            row |= {f"val_{k}": v for k, v in val.items() if k != "predictions"}
+            result.history.append(row)
+            improved = math.isnan(result.best_val_macro_f1) or (
+                val["macro_f1"] > result.best_val_macro_f1)
+            if config.patience is None or improved:
+                result.best_epoch, result.best_val_macro_f1 = epoch, val["macro_f1"]
+                since_best = 0
+                if config.patience is not None and epoch < config.epochs:
+                    best_state = {k: v.detach().cpu().clone()
+                                  for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            bar.set_postfix(val_f1=f"{val['macro_f1']:.3f}", refresh=False)
+            if config.patience is not None and since_best >= config.patience:
+                result.stopped_early = epoch < config.epochs
+                break
+    if best_state is not None and result.best_epoch != result.history[-1]["epoch"]:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.wall_time_s = time.perf_counter() - start
+    return result

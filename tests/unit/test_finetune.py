@@ -1,0 +1,151 @@
+"""The fine-tuning loop: it learns, it is reproducible, it stops early and restores the
+best weights, and bad data gets clear errors."""
+
+import pytest
+import torch
+
+from course_lib import finetune as ft
+from course_lib.finetune import FinetuneConfig, classification_metrics, finetune
+from course_lib.pretrained import tied_mlm_head
+from course_lib.train import NonFiniteLossError
+from finetune_fixtures import tiny_classifier, tiny_masked_lm, toy_task, word_tokenizer
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is much faster than several, above all on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+FAST = dict(progress=False, batch_size=16, lr=1e-2, max_length=16, warmup_ratio=0.0)
+
+
+def test_learns_a_separable_task_and_reports_history():
+    model, tok = tiny_classifier(), word_tokenizer()
+    result = finetune(model, tok, toy_task(192), toy_task(60, seed=1),
+                      FinetuneConfig(epochs=4, patience=None, **FAST), device="cpu")
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert result.steps == 4 * 12 and result.best_epoch == 4
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert ft.evaluate(model, tok, toy_task(100, seed=2))["accuracy"] > 0.9
+    assert result.n_trainable == sum(p.numel() for p in model.parameters())
+
+
+def test_runs_are_reproducible_and_leave_the_global_rng_alone():
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = tiny_classifier()
+        state = torch.get_rng_state()
+        finetune(model, word_tokenizer(), toy_task(40), toy_task(10, seed=1),
+                 FinetuneConfig(epochs=1, **FAST), device="cpu")
+        assert torch.equal(torch.get_rng_state(), state)
+        weights.append(model.classifier.weight.detach().clone())
+    assert torch.equal(*weights)
+
+
+def test_early_stopping_restores_the_weights_of_the_best_epoch(monkeypatch):
+    scripted = iter([0.5, 0.9, 0.6, 0.4, 0.3])
+    snapshots = []
+    real_evaluate = ft.evaluate
+
+    def fake_evaluate(model, *args, **kwargs):
+        metrics = real_evaluate(model, *args, **kwargs)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return metrics | {"macro_f1": next(scripted)}
+
+    monkeypatch.setattr(ft, "evaluate", fake_evaluate)
+    model = tiny_classifier()
+    result = finetune(model, word_tokenizer(), toy_task(48), toy_task(12, seed=1),
+                      FinetuneConfig(epochs=5, patience=2, **FAST), device="cpu")
+    assert (result.best_epoch, result.best_val_macro_f1) == (2, 0.9)
+    assert result.stopped_early and len(result.history) == 4
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[-1][k]) for k in final)
+
+
+def test_auxiliary_mlm_loss_is_trained_and_reported():
+    mlm = tiny_masked_lm()
+    model = tiny_classifier()
+    model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
+    head = tied_mlm_head(mlm, model)
+    before = head.predictions.transform.dense.weight.detach().clone()
+    result = finetune(model, word_tokenizer(), toy_task(32), toy_task(8, seed=1),
+                      FinetuneConfig(epochs=1, mlm_alpha=0.5, **FAST), mlm_head=head,
+                      device="cpu")
+    assert result.history[0]["train_mlm_loss"] > 0
+    assert not torch.equal(head.predictions.transform.dense.weight, before)
+    with pytest.raises(ValueError, match="mlm_alpha=0.5 needs an mlm_head"):
+        finetune(model, word_tokenizer(), toy_task(8), toy_task(8),
+                 FinetuneConfig(mlm_alpha=0.5, **FAST))
+
+
+@pytest.mark.parametrize("train, message", [
+    ([], "train is empty; expected a non-empty list of \\(text, label\\) pairs"),
+    ([("w1 w2", 3)], "train\\[0\\] has label 3; expected an integer class index in \\[0, 3\\)"),
+    ([("w1", 0), ("w2", -1)], "train\\[1\\] has label -1"),
+    ([("w1", 1.0)], "train\\[0\\] has label 1.0; expected an integer"),
+    ([("w1", True)], "train\\[0\\] has label True"),
+    ([("", 1)], "train\\[0\\] has text ''; expected a non-empty string"),
+    ([("w1",)], "train\\[0\\] is \\('w1',\\); expected a \\(text, label\\) pair"),
+])
+def test_bad_training_data_gets_a_clear_error(train, message):
+    with pytest.raises(ValueError, match=message):
+        finetune(tiny_classifier(), word_tokenizer(), train, toy_task(4), FinetuneConfig(**FAST))
+
+
+def test_empty_validation_and_bad_configs():
+    with pytest.raises(ValueError, match="validation is empty"):
+        finetune(tiny_classifier(), word_tokenizer(), toy_task(4), [], FinetuneConfig(**FAST))
+    with pytest.raises(ValueError, match="patience must be a positive integer or None; got 0"):
+        FinetuneConfig(patience=0)
+    with pytest.raises(ValueError, match="epochs must be a positive integer; got 0"):
+        FinetuneConfig(epochs=0)
+    with pytest.raises(TypeError, match="config must be a FinetuneConfig"):
+        finetune(tiny_classifier(), word_tokenizer(), toy_task(4), toy_task(4), {"lr": 1})
+
+
+def test_non_finite_loss_stops_training():
+    model = tiny_classifier()
+    with torch.no_grad():
+        model.classifier.bias[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="at step 1"):
+        finetune(model, word_tokenizer(), toy_task(8), toy_task(4), FinetuneConfig(**FAST))
+
+
+def test_batches_cover_every_example_once_and_group_by_length():
+    lengths = [int(x) for x in torch.randint(1, 50, (1000,))]
+    gen = torch.Generator().manual_seed(0)
+    for group in (False, True):
+        batches = ft.length_grouped_batches(lengths, 32, gen, group=group)
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spread) / len(spread) < 10  # grouped: similar lengths share a batch
+
+
+def test_pad_batch_and_predictions_come_back_in_input_order():
+    batch = ft.pad_batch([[1, 5, 2], [1, 2]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 5, 2], [1, 2, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    model, tok = tiny_classifier().eval(), word_tokenizer()
+    texts = ["w5 w6 w7 w8 w9", "w3", "w4 w5 w6"]
+    logits = ft.predict_logits(model, tok, texts, batch_size=2)
+    for text, row in zip(texts, logits):
+        with torch.no_grad():
+            alone = model(**tok(text, return_tensors="pt")).logits[0]
+        torch.testing.assert_close(row, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_classification_metrics_known_values():
+    metrics = classification_metrics([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0], num_labels=3)
+    # per class: precision (1/2, 2/3, 1), recall (1/2, 1, 1/2)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["macro_precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert metrics["macro_recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    f1 = [0.5, 0.8, 2 / 3]
+    assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
