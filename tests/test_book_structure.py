@@ -74,6 +74,17 @@ def test_book_pages_cite_only_known_papers(page):
     assert not unknown, f"{page.name} cites keys missing from references.bib: {unknown}"
 
 
+@pytest.mark.parametrize("page", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_book_pages_quote_only_glued_values(page):
+    """``{glue:text}`../notebooks/NN.ipynb::key:fmt``` must name a chapter and a key it glues."""
+    for doc, key in re.findall(r"\{glue(?::\w+)?\}`([^`:]+\.ipynb)::(\w+)", page.read_text()):
+        chapter = (page.parent / doc).resolve()
+        assert chapter.is_file(), f"{page.name} quotes {key!r} from a missing {doc}"
+        source = chapter.read_text(encoding="utf-8")
+        assert re.search(rf"glue\(\s*\\?[\"']{key}\\?[\"']", source), (
+            f"{page.name} quotes {key!r}, which {chapter.name} never glues")
+
+
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
 def notebook(request) -> nbformat.NotebookNode:
     nb = nbformat.read(request.param, as_version=4)
