@@ -32,7 +32,7 @@ import torch
 from .atomic import atomic_write_text
 from .provenance import provenance
 
-__all__ = ["load_runs", "cached_run"]
+__all__ = ["load_runs", "cached_run", "compute_minutes"]
 
 
 def load_runs(path: str | os.PathLike) -> dict[str, dict]:
@@ -48,6 +48,15 @@ def load_runs(path: str | os.PathLike) -> dict[str, dict]:
     if not isinstance(runs, dict):
         raise ValueError(f"{path} holds {type(runs).__name__}, expected an object of runs")
     return runs
+
+
+def compute_minutes(path: str | os.PathLike) -> float:
+    """Wall time, in minutes, that the stored runs of ``path`` took when they were computed.
+
+    The sum of each run's recorded ``wall_time_s``: what deleting the file would cost to
+    recompute on the machine that wrote it (chapters quote it in their budgets).
+    """
+    return sum(run["provenance"]["wall_time_s"] for run in load_runs(path).values()) / 60
 
 
 def cached_run(path: str | os.PathLike, name: str, spec: dict, compute: Callable[[], dict],

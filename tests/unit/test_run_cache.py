@@ -49,3 +49,13 @@ def test_bad_files_and_names(tmp_path):
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         cached_run(tmp_path / "x.json", "", {}, dict)
     assert json.loads(json.dumps(load_runs(tmp_path / "missing.json"))) == {}
+
+
+def test_compute_minutes_sums_the_recorded_wall_times(tmp_path):
+    from course_lib.run_cache import compute_minutes
+
+    path = tmp_path / "runs.json"
+    assert compute_minutes(path) == 0
+    path.write_text(json.dumps({name: {"spec": {}, "result": {}, "provenance": {
+        "wall_time_s": seconds}} for name, seconds in (("a", 90.0), ("b", 30.0))}))
+    assert compute_minutes(path) == 2.0
