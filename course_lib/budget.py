@@ -37,8 +37,9 @@ class FlopBudget:
 
     def __init__(self, total: float, name: str = "compute") -> None:
         if isinstance(total, bool) or not isinstance(total, (int, float)) \
-                or not math.isfinite(total) or total <= 0:
-            raise ValueError(f"total must be a positive, finite number of FLOPs; got {total!r}")
+                or not math.isfinite(total) or total < 0:
+            raise ValueError(f"total must be a non-negative, finite number of FLOPs (0 "
+                             f"allows nothing); got {total!r}")
         self.total = float(total)
         self.name = str(name)
         self.charges: list[tuple[str, float]] = []
@@ -75,6 +76,6 @@ class FlopBudget:
         return float(flops)
 
     def __repr__(self) -> str:
-        share = self.spent / self.total
+        share = self.spent / self.total if self.total else 0.0
         return (f"FlopBudget({self.name}: {self.spent:.3g} of {self.total:.3g} FLOPs spent "
                 f"({share:.0%}) on {len(self.charges)} runs, {self.remaining:.3g} left)")

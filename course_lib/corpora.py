@@ -45,6 +45,7 @@ __all__ = [
     "read_wordnet",
     "wordnet_corpus",
     "wordnet_categories",
+    "scaling_corpus",
 ]
 
 KNOWN_CORPORA = ("shakespeare", "wordnet", "synthetic")
@@ -363,3 +364,25 @@ def wordnet_categories(
     return WordNetSplits(
         labels=tuple(categories), **examples,
         **{f"{k}_ids": frozenset(s.synset_id for s in v) for k, v in split_ids.items()})
+
+
+# --- the real-text corpus of the scaling chapters ------------------------------------
+
+def scaling_corpus(val_every: int = 8) -> tuple[str, str]:
+    """Shakespeare and WordNet as ``(train_text, validation_text)`` for chapter 9's sweeps.
+
+    Held out by document, so that no validation text is near-copied in training: every
+    ``val_every``-th work of Shakespeare (in title order) and every ``val_every``-th block
+    of 100 WordNet lines. Both parts mix verse, prose and definitions in the same
+    proportions.
+    """
+    if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 2:
+        raise ValueError(f"val_every must be an integer >= 2; got {val_every!r}")
+    train, val = [], []
+    for i, text in enumerate(_shakespeare_documents().values()):
+        (val if i % val_every == val_every - 1 else train).append(text.strip("\n"))
+    lines = wordnet_corpus().splitlines()
+    for start in range(0, len(lines), 100):
+        block = "\n".join(lines[start: start + 100])
+        (val if (start // 100) % val_every == val_every - 1 else train).append(block)
+    return "\n\n".join(train) + "\n", "\n\n".join(val) + "\n"

@@ -1,57 +1,305 @@
 """One run of a scaling sweep: its data, its spec, and the record it leaves (chapters 9–10).
 
-* :class:`MarkovData` — samples of a :class:`~course_lib.synthetic.MarkovLanguage`, whose
-  entropy rate (the true irreducible loss) is known; :class:`TokenData` — a tokenized
-  corpus in a ``.npy`` file.
-* :class:`RunSpec` — a model shape, a number of training tokens ``D`` and the training
-  settings; ``compute()`` is its ``C = 6 N D``.
-* :func:`run_one` — trains the run with :func:`course_lib.train.train` and returns its
-  record: spec, data and model configs, parameter counts (non-embedding ``N`` as Kaplan
-  et al. count it), tokens, FLOPs (counted, and ``6 N D``), final train and validation
-  losses, the true language's loss on the same validation windows, a thinned training
-  curve, wall time and provenance (versions, device, threads, time).
+Data (each knows its vocabulary, its batches and its validation set):
 
+* :class:`KeyValueData` — the long-tailed :class:`~course_lib.keyvalue.KeyValueLanguage`,
+  whose entropy rate is known exactly. Training batches are drawn fresh at every step
+  (no token is seen twice, so ``D`` counts distinct tokens); validation is a fixed
+  sample, scored whole.
+* :class:`TokenData` — a tokenized corpus in a ``.npy`` file (the course's real text);
+  its floor is unknown.
+* :class:`MarkovData` — samples of a :class:`~course_lib.synthetic.MarkovLanguage`
+  (the first, finite language of chapter 9's committed exhibit).
+
+:class:`RunSpec` is a model shape, a number of training tokens ``D`` and the training
+settings. :func:`run_one` trains it with :func:`course_lib.train.train` and returns its
+record: spec, data and model configs, parameter counts (non-embedding ``N`` as Kaplan et
+al. count it), tokens, FLOPs (counted — attention and output layer included — and
+``6 N D``), validation losses (at the end, along the run, by position), the true
+language's loss on the same tokens, a thinned training curve, wall time and provenance.
+A run whose loss becomes NaN or infinite is recorded as diverged, with the step.
 :mod:`course_lib.sweep` runs many of them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import flops
 from .atomic import atomic_open
 from .budget import FlopBudget
 from .data import default_cache_dir
 from .device import get_device
+from .keyvalue import KeyValueLanguage
 from .models import GPT, GPTConfig
+from .models.gpt import IGNORE_INDEX
 from .provenance import provenance
 from .synthetic import MarkovLanguage
-from .train import EVAL_SEED_OFFSET, TrainConfig, train
+from .train import NonFiniteLossError, TrainConfig, train
 
-__all__ = ["MarkovData", "TokenData", "RunSpec", "run_id", "run_one"]
+__all__ = ["KeyValueData", "CorpusData", "TokenData", "MarkovData", "RunSpec", "run_id", "run_one",
+           "data_from_dict", "evaluate_windows", "vocab_size_of"]
 
-IGNORE_INDEX = -100
+#: Windows scored per forward pass when a validation set is evaluated whole.
+_EVAL_CHUNK = 256
 
 
 # ----------------------------------------------------------------------- data
+@functools.lru_cache(maxsize=4)
+def _keyvalue_language(*args) -> KeyValueLanguage:
+    return KeyValueLanguage(*args)
+
+
+@functools.lru_cache(maxsize=4)
+def _keyvalue_validation(data: KeyValueData) -> torch.Tensor:
+    return data.language().sample(data.val_tokens + 1, seed=data.val_seed)
+
+
+@dataclass(frozen=True)
+class KeyValueData:
+    """The long-tailed key–value language: fresh training tokens and a fixed validation set.
+
+    Windows start at a segment boundary and hold whole segments, so the context length
+    of a run must be a multiple of ``key_length + value_length``. ``val_tokens`` tokens
+    drawn with ``val_seed`` are scored at every evaluation, the same for every run.
+    """
+
+    vocab_size: int = 64
+    key_length: int = 4
+    value_length: int = 4
+    n_keys: int = 1_000_000
+    zipf_exponent: float = 1.3
+    seed: int = 0
+    val_tokens: int = 131_072
+    val_seed: int = 1_000_003
+    kind: str = "keyvalue"
+
+    def language(self) -> KeyValueLanguage:
+        return _keyvalue_language(self.vocab_size, self.key_length, self.value_length,
+                                  self.n_keys, self.zipf_exponent, self.seed)
+
+    @property
+    def segment_length(self) -> int:
+        return self.key_length + self.value_length
+
+    def check(self, spec: RunSpec) -> None:
+        if spec.context_length % self.segment_length:
+            raise ValueError(f"run {spec.name!r}: context_length {spec.context_length} must be "
+                             f"a multiple of the segment length {self.segment_length} "
+                             f"(windows hold whole segments)")
+
+    def batch_fn(self, spec: RunSpec, device: torch.device):
+        """Training windows drawn fresh from the language with the loop's generator."""
+        language, T, B = self.language(), spec.context_length, spec.batch_size
+        per_row = T // self.segment_length + 1  # one more segment: the last target
+
+        def get_batch(split: str, generator: torch.Generator):
+            if split != "train":
+                x, y = self.validation_windows(T)
+                rows = torch.randint(len(x), (B,), generator=generator)
+                return x[rows].to(device), y[rows].to(device)
+            ranks = language.sample_keys(B * per_row, generator)
+            window = language.segments(ranks).reshape(B, -1)[:, : T + 1]
+            return window[:, :-1].to(device), window[:, 1:].to(device)
+
+        return get_batch
+
+    def validation_stream(self) -> torch.Tensor:
+        """The fixed validation sample: LongTensor ``(val_tokens + 1,)`` (cached)."""
+        return _keyvalue_validation(self)
+
+    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``, each ``(W, T)``: consecutive whole windows of the validation sample."""
+        return _consecutive_windows(self.validation_stream(), context_length)
+
+    def true_loss(self, context_length: int) -> float:
+        """The true language's mean loss on the validation targets (nats/token)."""
+        stream = self.validation_stream()
+        n = _consecutive_windows(stream, context_length)[1].numel()
+        logp = self.language().token_log_probs(stream)[1: n + 1]
+        return float(-logp.mean())
+
+    @property
+    def positions(self) -> int:
+        return self.segment_length
+
+    def describe(self) -> dict:
+        """The data config plus the exact floors (nats/token) the fits are compared with."""
+        language = self.language()
+        return asdict(self) | {"entropy_rate": language.entropy_rate(),
+                               "key_entropy": language.key_entropy(),
+                               "position_entropies": language.position_entropies().tolist()}
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """A corpus already tokenized into a ``.npy`` file; the last ``val_fraction`` validates.
+
+    Training windows start at random positions of the training part (a corpus is
+    finite: a run longer than it repeats tokens — its record says how many epochs);
+    validation is the whole held-out part, cut into consecutive windows (at most
+    ``val_windows`` of them).
+    """
+
+    path: str
+    val_fraction: float = 0.1
+    vocab_size: int | None = None
+    val_windows: int = 2048
+    sha256: str | None = None
+    kind: str = "tokens"
+
+    def splits(self) -> tuple[np.ndarray, np.ndarray]:
+        tokens = np.load(self.path, mmap_mode="r")
+        if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
+            raise ValueError(f"data path {self.path!r} holds {tokens.dtype} of shape "
+                             f"{tokens.shape}; expected a 1-D array of token ids")
+        cut = int(len(tokens) * (1 - self.val_fraction))
+        return tokens[:cut], tokens[cut:]
+
+    def vocab(self) -> int:
+        if self.vocab_size is not None:
+            return self.vocab_size
+        return int(np.max(np.load(self.path, mmap_mode="r"))) + 1
+
+    def check(self, spec: RunSpec) -> None:
+        if self.sha256 is not None:
+            from .checkpoint import file_sha256
+
+            found = file_sha256(self.path)
+            if found != self.sha256:
+                raise ValueError(f"data path {self.path!r} has sha256 {found}; the grid "
+                                 f"expects {self.sha256}: the token file changed")
+
+    def batch_fn(self, spec: RunSpec, device: torch.device):
+        train_tokens, _ = self.splits()
+        x_val, y_val = self.validation_windows(spec.context_length)
+        T, B = spec.context_length, spec.batch_size
+
+        def get_batch(split: str, generator: torch.Generator):
+            if split != "train":
+                rows = torch.randint(len(x_val), (B,), generator=generator)
+                return x_val[rows].to(device), y_val[rows].to(device)
+            starts = torch.randint(len(train_tokens) - T - 1, (B,), generator=generator)
+            window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1]
+                                                for s in starts.tolist()]).astype(np.int64))
+            return window[:, :-1].to(device), window[:, 1:].to(device)
+
+        return get_batch
+
+    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, val = self.splits()
+        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
+                                    context_length)
+        return x[: self.val_windows], y[: self.val_windows]
+
+    def true_loss(self, context_length: int) -> None:
+        return None
+
+    positions = None
+
+    def describe(self) -> dict:
+        train_tokens, val = self.splits()
+        return asdict(self) | {"train_tokens": len(train_tokens), "val_tokens": len(val)}
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train the BPE tokenizer on the training text (cached), encode both parts (cached)."""
+    from .corpora import scaling_corpus
+    from .data import encode_corpus
+    from .tokenizers import BPETokenizer, train_bpe
+
+    train_text, val_text = scaling_corpus(val_every)
+    digest = hashlib.sha256(train_text.encode("utf-8")).hexdigest()[:16]
+    path = default_cache_dir() / f"scaling-bpe{bpe_vocab}-{digest}.json"
+    try:
+        tokenizer = BPETokenizer.load(path)
+    except (FileNotFoundError, ValueError):
+        tokenizer = train_bpe(train_text, bpe_vocab)
+        tokenizer.save(path)
+    train_ids = encode_corpus(train_text, tokenizer, name=f"scaling-train-{bpe_vocab}")
+    val_ids = encode_corpus(val_text, tokenizer, name=f"scaling-val-{bpe_vocab}")
+    info = {"tokenizer_fingerprint": tokenizer.fingerprint, "train_tokens": len(train_ids),
+            "val_tokens": len(val_ids), "train_bytes": len(train_text.encode("utf-8")),
+            "val_bytes": len(val_text.encode("utf-8"))}
+    return train_ids, val_ids, info
+
+
+@dataclass(frozen=True)
+class CorpusData:
+    """The course's real text — Shakespeare and WordNet — in byte-level BPE tokens.
+
+    The tokenizer is trained on the training part only (:func:`course_lib.corpora.
+    scaling_corpus` holds out whole works and blocks of definitions); token arrays are
+    cached. Training windows start at random positions, so a run longer than the
+    corpus repeats it (its record gives the epochs); validation is the held-out part in
+    consecutive windows (at most ``val_windows``). Its floor is unknown.
+    """
+
+    bpe_vocab: int = 1024
+    val_every: int = 8
+    val_windows: int = 2048
+    kind: str = "corpus"
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        return _corpus_arrays(self.bpe_vocab, self.val_every)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.bpe_vocab
+
+    def check(self, spec: RunSpec) -> None:
+        pass
+
+    def batch_fn(self, spec: RunSpec, device: torch.device):
+        train_tokens, _, _ = self.arrays()
+        x_val, y_val = self.validation_windows(spec.context_length)
+        T, B = spec.context_length, spec.batch_size
+
+        def get_batch(split: str, generator: torch.Generator):
+            if split != "train":
+                rows = torch.randint(len(x_val), (B,), generator=generator)
+                return x_val[rows].to(device), y_val[rows].to(device)
+            starts = torch.randint(len(train_tokens) - T - 1, (B,), generator=generator)
+            window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1]
+                                                for s in starts.tolist()]).astype(np.int64))
+            return window[:, :-1].to(device), window[:, 1:].to(device)
+
+        return get_batch
+
+    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, val, _ = self.arrays()
+        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
+                                    context_length)
+        return x[: self.val_windows], y[: self.val_windows]
+
+    def true_loss(self, context_length: int) -> None:
+        return None
+
+    positions = None
+
+    def describe(self) -> dict:
+        return asdict(self) | self.arrays()[2]
+
+
 @dataclass(frozen=True)
 class MarkovData:
-    """Samples of a :class:`~course_lib.synthetic.MarkovLanguage`: fresh, and with a known floor.
+    """Samples of a :class:`~course_lib.synthetic.MarkovLanguage`, cached as ``.npy`` files.
 
-    ``train_tokens`` and ``val_tokens`` are drawn with seeds ``sample_seed`` and
-    ``sample_seed + 1`` and cached as ``.npy`` files (written atomically). The first
-    ``order - 1`` targets of every window are left out of the loss: they are predicted
-    from fewer than ``order`` tokens, so their floor lies above the entropy rate.
+    The first ``order - 1`` targets of every window are left out of the loss: they are
+    predicted from fewer than ``order`` tokens, so their floor lies above the entropy rate.
     """
 
     vocab_size: int = 32
@@ -93,8 +341,44 @@ class MarkovData:
             arrays.append(tokens)
         return arrays[0], arrays[1]
 
+    def check(self, spec: RunSpec) -> None:
+        pass
+
+    def batch_fn(self, spec: RunSpec, device: torch.device):
+        train_tokens, val_tokens = self.splits()
+        splits = {"train": train_tokens, "val": val_tokens}
+        T, B, skip = spec.context_length, spec.batch_size, self.ignore_first
+
+        def get_batch(split: str, generator: torch.Generator):
+            tokens = splits[split]
+            starts = torch.randint(len(tokens) - T, (B,), generator=generator).tolist()
+            window = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts])
+                                      .astype(np.int64))
+            x, y = window[:, :-1], window[:, 1:].clone()
+            y[:, :skip] = IGNORE_INDEX
+            return x.to(device), y.to(device)
+
+        return get_batch
+
+    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, val = self.splits()
+        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
+                                    context_length)
+        y = y.clone()
+        y[:, : self.ignore_first] = IGNORE_INDEX
+        return x, y
+
+    def true_loss(self, context_length: int) -> float:
+        x, y = self.validation_windows(context_length)
+        language = self.language()
+        window = torch.cat([x, y[:, -1:]], dim=1)
+        per_window = [-language.token_log_probs(row)[: context_length - self.ignore_first]
+                      .mean() for row in window]
+        return float(torch.stack(per_window).mean())
+
+    positions = None
+
     def describe(self) -> dict:
-        """The data config plus the exact floors (nats/token) the fits are compared with."""
         language = self.language()
         return asdict(self) | {
             "entropy_rate": language.entropy_rate(),
@@ -102,46 +386,90 @@ class MarkovData:
                                       for k in range(self.order)]}
 
 
-@dataclass(frozen=True)
-class TokenData:
-    """A corpus already tokenized into a ``.npy`` file; the last ``val_fraction`` validates."""
-
-    path: str
-    val_fraction: float = 0.1
-    vocab_size: int | None = None
-    kind: str = "tokens"
-    ignore_first: int = 0
-
-    def splits(self, cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
-        tokens = np.load(self.path, mmap_mode="r")
-        if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
-            raise ValueError(f"data path {self.path!r} holds {tokens.dtype} of shape "
-                             f"{tokens.shape}; expected a 1-D array of token ids")
-        cut = int(len(tokens) * (1 - self.val_fraction))
-        return tokens[:cut], tokens[cut:]
-
-    def describe(self) -> dict:
-        return asdict(self)
+DATA_KINDS = {"keyvalue": KeyValueData, "corpus": CorpusData, "tokens": TokenData,
+              "markov": MarkovData}
+Data = KeyValueData | CorpusData | TokenData | MarkovData
 
 
-def _data_from_dict(spec: dict) -> MarkovData | TokenData:
+def data_from_dict(spec: dict, where: str = "data") -> Data:
+    """The data object a grid's ``"data"`` entry describes; errors name the entry."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a JSON object; got {spec!r}")
     spec = dict(spec)
-    kind = spec.pop("kind", "markov")
-    classes = {"markov": MarkovData, "tokens": TokenData}
-    if kind not in classes:
-        raise ValueError(f"data kind must be 'markov' or 'tokens'; got {kind!r}")
-    return classes[kind](**spec)
+    kind = spec.pop("kind", "keyvalue")
+    if kind not in DATA_KINDS:
+        raise ValueError(f"{where}: kind must be one of {sorted(DATA_KINDS)}; got {kind!r}")
+    cls = DATA_KINDS[kind]
+    known = {f.name for f in fields(cls)} - {"kind"}
+    if set(spec) - known:
+        raise ValueError(f"{where}: unknown key(s) {sorted(set(spec) - known)} for kind "
+                         f"{kind!r}; expected some of {sorted(known)}")
+    try:
+        return cls(**spec)
+    except TypeError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _consecutive_windows(stream: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-overlapping windows of ``T`` inputs and their ``T`` next-token targets."""
+    n = (len(stream) - 1) // T
+    if n < 1:
+        raise ValueError(f"the validation sample has {len(stream)} tokens; expected more than "
+                         f"one window of {T}")
+    x = stream[: n * T].reshape(n, T)
+    y = stream[1: n * T + 1].reshape(n, T)
+    return x, y
+
+
+@torch.no_grad()
+def evaluate_windows(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     positions: int | None = None) -> tuple[float, list[float] | None]:
+    """Mean loss (nats/token) of ``model`` on windows ``x, y`` ``(W, T)``, targets -100 skipped.
+
+    With ``positions`` (a segment length), also the mean loss at each position of a
+    segment — targets ``1 … T`` of a window read positions ``1, 2, …`` modulo it.
+    """
+    device = next(model.parameters()).device
+    total = torch.zeros(y.shape[1], dtype=torch.float64)
+    count = torch.zeros(y.shape[1], dtype=torch.float64)
+    for start in range(0, len(x), _EVAL_CHUNK):
+        xb, yb = x[start: start + _EVAL_CHUNK].to(device), y[start: start + _EVAL_CHUNK]
+        logits = model(xb)[0].float().cpu()
+        nll = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), ignore_index=IGNORE_INDEX,
+                              reduction="none").view(yb.shape).double()
+        keep = yb != IGNORE_INDEX
+        total += (nll * keep).sum(0)
+        count += keep.sum(0)
+    mean = float(total.sum() / count.sum())
+    if positions is None:
+        return mean, None
+    position = (torch.arange(1, y.shape[1] + 1)) % positions
+    by_position = [float(total[position == p].sum() / count[position == p].sum())
+                   for p in range(positions)]
+    return mean, by_position
 
 
 # ----------------------------------------------------------------------- runs
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run. ``tokens`` is the target number of training tokens ``D``.
+    """One training run. ``tokens`` is the number of training tokens ``D``.
 
-    ``steps = round(tokens / (batch_size * context_length))`` optimizer steps; the
-    learning rate warms up linearly over ``warmup_fraction`` of them, then follows
-    a cosine down to ``min_lr_ratio * lr``. ``budget`` is the nominal compute
-    ``6 N D`` (FLOPs) that labels IsoFLOP runs (``None`` for other runs).
+    ``steps = round(tokens / (batch_size * context_length))`` optimizer steps. The
+    learning rate warms up linearly over ``warmup_fraction`` of the schedule, then
+    follows a cosine down to ``min_lr_ratio * lr``. The schedule spans the run, or
+    ``schedule_tokens`` when that is larger (the run then stops part-way down a longer
+    schedule, as in Kaplan et al.'s fixed-length runs). The validation set is scored at
+    the end and after each of ``eval_tokens`` tokens. ``budget`` labels IsoFLOP runs
+    with their nominal ``6 N D`` (FLOPs; ``None`` for other runs).
     """
 
     name: str
@@ -160,20 +488,66 @@ class RunSpec:
     eval_batches: int = 32
     seed: int = 0
     budget: float | None = None
+    schedule_tokens: int | None = None
+    eval_tokens: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        def bad(what: str, value: object) -> ValueError:
+            return ValueError(f"run {self.name!r}: {what}; got {value!r}")
+
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a run's name must be a non-empty string; got {self.name!r}")
+        for name in ("n_layer", "d_model", "n_head", "batch_size", "context_length",
+                     "eval_batches"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise bad(f"{name} must be a positive integer", value)
+        if self.d_ff is not None and (not _is_int(self.d_ff) or self.d_ff < 1):
+            raise bad("d_ff must be a positive integer or None", self.d_ff)
+        if self.d_model % self.n_head:
+            raise bad(f"d_model ({self.d_model}) must be divisible by n_head", self.n_head)
+        if not _is_int(self.seed) or self.seed < 0:
+            raise bad("seed must be a non-negative integer", self.seed)
         batch = self.batch_size * self.context_length
-        if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) \
-                or self.tokens < batch:
-            raise ValueError(f"run {self.name!r}: tokens must be an integer of at least one "
-                             f"batch ({batch}); got {self.tokens!r}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"run {self.name!r}: warmup_fraction must be in [0, 1); got "
-                             f"{self.warmup_fraction!r}")
+        if not _is_int(self.tokens):
+            raise bad("tokens must be an integer", self.tokens)
+        if self.tokens < batch:
+            raise bad(f"tokens must be at least one batch ({batch})", self.tokens)
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise bad("lr must be a positive, finite number", self.lr)
+        if not _is_number(self.warmup_fraction) or not 0 <= self.warmup_fraction < 1:
+            raise bad("warmup_fraction must be in [0, 1)", self.warmup_fraction)
+        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            raise bad("min_lr_ratio must be in [0, 1]", self.min_lr_ratio)
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay must be a non-negative, finite number", self.weight_decay)
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+            raise bad("grad_clip must be a positive number or None", self.grad_clip)
+        if self.budget is not None and (not _is_number(self.budget) or self.budget <= 0):
+            raise bad("budget must be a positive, finite number of FLOPs or None", self.budget)
+        if self.schedule_tokens is not None and (
+                not _is_int(self.schedule_tokens) or self.schedule_tokens < self.tokens):
+            raise bad(f"schedule_tokens must be an integer >= tokens ({self.tokens}) or None",
+                      self.schedule_tokens)
+        points = tuple(self.eval_tokens)
+        if any(not _is_int(t) or not batch <= t <= self.tokens for t in points):
+            raise bad(f"eval_tokens must be integers in [{batch}, tokens={self.tokens}]",
+                      list(points))
+        object.__setattr__(self, "eval_tokens", tuple(sorted({int(t) for t in points})))
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context_length
 
     @property
     def steps(self) -> int:
-        return max(1, round(self.tokens / (self.batch_size * self.context_length)))
+        return max(1, round(self.tokens / self.tokens_per_step))
+
+    @property
+    def schedule_steps(self) -> int:
+        if self.schedule_tokens is None:
+            return self.steps
+        return max(self.steps, round(self.schedule_tokens / self.tokens_per_step))
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context_length=self.context_length,
@@ -181,74 +555,45 @@ class RunSpec:
                          d_ff=self.d_ff)
 
     def train_config(self, **overrides) -> TrainConfig:
+        eval_steps = tuple(sorted({min(self.steps, max(1, round(t / self.tokens_per_step)))
+                                   for t in self.eval_tokens}))
         return TrainConfig(
-            max_steps=self.steps, lr=self.lr, min_lr_ratio=self.min_lr_ratio,
-            warmup_steps=round(self.warmup_fraction * self.steps),
+            max_steps=self.steps, schedule_steps=self.schedule_steps, lr=self.lr,
+            min_lr_ratio=self.min_lr_ratio,
+            warmup_steps=round(self.warmup_fraction * self.schedule_steps),
             weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-            eval_batches=self.eval_batches, seed=self.seed, **overrides)
+            eval_batches=self.eval_batches, eval_steps=eval_steps, seed=self.seed,
+            **overrides)
 
     @property
     def trained_tokens(self) -> int:
         """Tokens the run actually trains on: ``steps x batch_size x context_length``."""
-        return self.steps * self.batch_size * self.context_length
+        return self.steps * self.tokens_per_step
 
     def compute(self, vocab_size: int) -> float:
-        """The run's compute as budgets count it, ``C = 6 N D`` (N non-embedding)."""
+        """The run's nominal compute ``C = 6 N D`` (N non-embedding), as budgets label it."""
         n = flops.param_counts(self.model_config(vocab_size)).non_embedding
-        return 6.0 * n * self.trained_tokens
+        return flops.training_flops(n, self.trained_tokens)
 
-    def planned_flops(self, vocab_size: int) -> float:
-        """FLOPs training will count: weights and attention (:func:`flops.flops_per_token`)."""
-        per_token = flops.flops_per_token(self.model_config(vocab_size))
+    def planned_flops(self, vocab_size: int, *, include_unembedding: bool = True) -> float:
+        """FLOPs training will count: weights, attention and (by default) the output layer."""
+        per_token = flops.flops_per_token(self.model_config(vocab_size),
+                                          include_unembedding=include_unembedding)
         return float(per_token * self.trained_tokens)
 
 
-def run_id(spec: RunSpec, data: MarkovData | TokenData) -> str:
+def run_id(spec: RunSpec, data: Data) -> str:
     """12 hex digits identifying the run: a hash of its spec and data config."""
     text = json.dumps({"spec": asdict(spec), "data": asdict(data)}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _vocab(data: MarkovData | TokenData, train_tokens: np.ndarray | None = None) -> int:
-    if data.vocab_size is not None:
-        return data.vocab_size
-    return int(np.max(train_tokens)) + 1
+def vocab_size_of(data: Data) -> int:
+    """The vocabulary size of ``data`` (read from the token file for a corpus)."""
+    return data.vocab() if isinstance(data, TokenData) else data.vocab_size
 
 
 # ------------------------------------------------------------------ one run
-def _batches(train_tokens, val_tokens, spec: RunSpec, ignore_first: int,
-             device: torch.device) -> Callable:
-    splits = {"train": train_tokens, "val": val_tokens}
-    T, B = spec.context_length, spec.batch_size
-
-    def get_batch(split: str, generator: torch.Generator):
-        tokens = splits[split]
-        starts = torch.randint(len(tokens) - T - 1, (B,), generator=generator).tolist()
-        window = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts])
-                                  .astype(np.int64))
-        x, y = window[:, :-1], window[:, 1:].clone()
-        y[:, :ignore_first] = IGNORE_INDEX
-        return x.to(device), y.to(device)
-
-    return get_batch
-
-
-def _true_val_loss(data, val_tokens, spec: RunSpec) -> float | None:
-    """Loss of the true language on exactly the validation windows the run was scored on."""
-    if not isinstance(data, MarkovData):
-        return None
-    language = data.language()
-    batches = _batches(np.asarray(val_tokens), np.asarray(val_tokens), spec,
-                       data.ignore_first, torch.device("cpu"))
-    generator = torch.Generator().manual_seed(spec.seed + EVAL_SEED_OFFSET)
-    total = 0.0
-    for _ in range(spec.eval_batches):
-        x, y = batches("val", generator)
-        window = torch.cat([x, y[:, -1:]], dim=1)  # (B, T + 1): the tokens read
-        total += float(np.mean([-language.token_log_probs(row).mean() for row in window]))
-    return total / spec.eval_batches
-
-
 def _thin(curve: list[tuple[int, float]], points: int = 24) -> list[list[float]]:
     """About ``points`` (step, loss) pairs at log-spaced steps, each a window average."""
     if not curve:
@@ -266,59 +611,89 @@ def _thin(curve: list[tuple[int, float]], points: int = 24) -> list[list[float]]
 
 def run_one(
     spec: RunSpec,
-    data: MarkovData | TokenData,
+    data: Data,
     *,
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_interval: int = 0,
     progress: bool = True,
     budget: FlopBudget | None = None,
-    splits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train the run and return its record (a JSON-ready dict; see the module docstring).
 
-    With ``budget``, the run's compute ``6 N D`` is charged first: a run the budget
-    cannot afford raises :class:`~course_lib.budget.BudgetExceededError` before any
-    training. ``splits`` passes ``(train, val)`` tokens already loaded.
+    With ``budget``, the run's counted FLOPs are charged first: a run the budget cannot
+    afford raises :class:`~course_lib.budget.BudgetExceededError` before any training.
+    A run whose loss stops being finite is recorded with ``"status": "diverged"``, the
+    step, and the FLOPs it spent; its losses are ``None``.
     """
-    train_tokens, val_tokens = splits if splits is not None else data.splits()
-    vocab = _vocab(data, train_tokens)
+    data.check(spec)
+    vocab = vocab_size_of(data)
     identifier = run_id(spec, data)
     if budget is not None:
-        budget.charge(spec.compute(vocab), spec.name)
+        budget.charge(spec.planned_flops(vocab), spec.name)
     device = get_device(device)
     config = spec.model_config(vocab)
     torch.manual_seed(spec.seed)
     model = GPT(config)
+    x_val, y_val = data.validation_windows(spec.context_length)
+    by_position: list[list[float] | None] = []
+
+    def evaluate(m: torch.nn.Module) -> float:
+        mean, positions = evaluate_windows(m, x_val, y_val, data.positions)
+        by_position.append(positions)
+        return mean
+
     folder = Path(checkpoint_dir) / identifier if checkpoint_dir else None
     train_config = spec.train_config(
         progress=progress, checkpoint_dir=str(folder) if folder else None,
         checkpoint_interval=checkpoint_interval)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train(model, _batches(train_tokens, val_tokens, spec, data.ignore_first, device),
-                   train_config, device=device, resume=folder is not None, description=spec.name)
     counts = flops.param_counts(config)
+    per_token = flops.flops_per_token(config, include_unembedding=True)
     record = {
-        "run_id": identifier,
-        "spec": asdict(spec),
-        "data": data.describe(),
+        "run_id": identifier, "spec": asdict(spec), "data": data.describe(),
         "model": {"config": config.to_dict(), "total_params": counts.total,
                   "embedding_params": counts.embedding,
                   "non_embedding_params": counts.non_embedding},
-        "result": {
-            "final_val_loss": result.final_val_loss,
-            "final_train_loss": float(np.mean([v for _, v in result.train_loss[-20:]])),
-            "val_true_loss": _true_val_loss(data, val_tokens, spec),
-            "steps": result.steps, "tokens": result.tokens, "flops": result.flops,
-            "flops_per_token": result.flops_per_token,
-            "flops_6nd": 6.0 * counts.non_embedding * result.tokens,
-            "wall_time_s": round(result.wall_time_s, 3),
-            "train_loss_curve": _thin(result.train_loss),
-        },
-        "provenance": provenance(
-            result.device, torch_threads=torch.get_num_threads(), precision=result.precision,
-            started=started, resumed_from_step=result.resumed_from),
     }
+    try:
+        result = train(model, data.batch_fn(spec, device), train_config, device=device,
+                       resume=folder is not None, description=spec.name,
+                       flops_per_token=per_token, evaluate=evaluate)
+    except NonFiniteLossError as err:
+        step = err.step or 0
+        tokens = step * spec.tokens_per_step
+        record["status"] = "diverged"
+        record["result"] = {
+            "diverged_at_step": step, "message": str(err), "final_val_loss": None,
+            "final_train_loss": None, "val_true_loss": None, "steps": step,
+            "tokens": tokens, "flops": float(per_token * tokens),
+            "flops_6nd": flops.training_flops(counts.non_embedding, max(tokens, 1)),
+            "flops_per_token": per_token}
+        record["provenance"] = provenance(device, torch_threads=torch.get_num_threads(),
+                                          started=started)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return record
+    tokens_per_step = spec.tokens_per_step
+    record["status"] = "finished"
+    record["result"] = {
+        "final_val_loss": result.final_val_loss,
+        "final_train_loss": float(np.mean([v for _, v in result.train_loss[-20:]])),
+        "val_true_loss": data.true_loss(spec.context_length),
+        "val_loss_by_position": by_position[-1] if by_position else None,
+        "val_curve": [[step * tokens_per_step, round(loss, 6)]
+                      for step, loss in result.val_loss],
+        "steps": result.steps, "tokens": result.tokens, "flops": result.flops,
+        "flops_per_token": result.flops_per_token,
+        "flops_no_unembedding": float(flops.flops_per_token(config) * result.tokens),
+        "flops_6nd": flops.training_flops(counts.non_embedding, result.tokens),
+        "wall_time_s": round(result.wall_time_s, 3),
+        "train_loss_curve": _thin(result.train_loss),
+    }
+    record["provenance"] = provenance(
+        result.device, torch_threads=torch.get_num_threads(), precision=result.precision,
+        started=started, resumed_from_step=result.resumed_from)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
     return record

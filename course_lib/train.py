@@ -47,15 +47,26 @@ EVAL_SEED_OFFSET = 1_000_003  # validation batches come from their own, fixed st
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step."""
+    """The loss became NaN or infinite; the message names the step.
+
+    ``step`` is the optimizer step whose loss was not finite (1-based) and ``loss``
+    that value (``None`` where the raiser did not say).
+    """
+
+    def __init__(self, message: str, step: int | None = None, loss: float | None = None):
+        super().__init__(message)
+        self.step, self.loss = step, loss
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of a run. Steps count optimizer updates.
 
-    ``eval_interval = 0`` evaluates only at the end; ``checkpoint_interval = 0``
-    saves only at the end (when ``checkpoint_dir`` is set). ``precision="auto"``
+    ``eval_interval = 0`` evaluates only at the end; ``eval_steps`` adds evaluations
+    after these steps; ``checkpoint_interval = 0`` saves only at the end (when
+    ``checkpoint_dir`` is set). ``schedule_steps`` is the length the learning-rate
+    schedule is laid out for (default ``max_steps``: the cosine ends with the run; a
+    larger value stops the run part-way down a longer schedule). ``precision="auto"``
     is bf16 autocast on a CUDA device that supports it, float32 elsewhere.
     """
 
@@ -68,7 +79,9 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     grad_accum_steps: int = 1
     eval_interval: int = 0
+    eval_steps: tuple[int, ...] = ()
     eval_batches: int = 8
+    schedule_steps: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_interval: int = 0
     seed: int = 0
@@ -88,13 +101,29 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio!r}")
-        if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds max_steps "
-                             f"({self.max_steps})")
+        if self.schedule_steps is not None and (
+                isinstance(self.schedule_steps, bool) or not isinstance(self.schedule_steps, int)
+                or self.schedule_steps < self.max_steps):
+            raise ValueError(f"schedule_steps must be None or an integer >= max_steps "
+                             f"({self.max_steps}); got {self.schedule_steps!r}")
+        if self.warmup_steps > self.total_schedule_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds the schedule's "
+                             f"{self.total_schedule_steps} steps")
+        steps = tuple(self.eval_steps)
+        if any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= self.max_steps
+               for s in steps):
+            raise ValueError(f"eval_steps must be integers in [1, max_steps={self.max_steps}]"
+                             f"; got {list(steps)!r}")
+        object.__setattr__(self, "eval_steps", tuple(sorted(set(steps))))
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+
+    @property
+    def total_schedule_steps(self) -> int:
+        """Steps the learning-rate schedule spans: ``schedule_steps`` or ``max_steps``."""
+        return self.schedule_steps if self.schedule_steps is not None else self.max_steps
 
 
 @dataclass
@@ -206,7 +235,8 @@ def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, s
         weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
         fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
+        optimizer, WarmupCosine(config.warmup_steps, config.total_schedule_steps,
+                                config.min_lr_ratio))
     generator = torch.Generator().manual_seed(config.seed + info.rank)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     run = _Run(wrapped, base, optimizer, scheduler, generator, info, device, autocast)
@@ -247,6 +277,15 @@ def _evaluate(run: _Run, get_batch: BatchFn, loss_fn: LossFn, config: TrainConfi
     return distributed.all_reduce_mean(total / config.eval_batches, run.info, run.device)
 
 
+@torch.no_grad()
+def _evaluate_with(run: _Run, evaluate: Callable[[torch.nn.Module], float]) -> float:
+    run.base.eval()
+    with run.autocast:
+        value = float(evaluate(run.base))
+    run.base.train()
+    return value
+
+
 def train(
     model: torch.nn.Module,
     get_batch: BatchFn,
@@ -257,12 +296,15 @@ def train(
     loss_fn: LossFn = lm_loss,
     flops_per_token: float | None = None,
     description: str = "train",
+    evaluate: Callable[[torch.nn.Module], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on batches from ``get_batch``; return a :class:`TrainResult`.
 
     ``loss_fn(model, batch) -> scalar`` defaults to :func:`lm_loss`. ``flops_per_token``
     defaults to :func:`course_lib.flops.flops_per_token` of the model's config at the
-    batch's sequence length. With ``resume=True`` and a checkpoint in
+    batch's sequence length. ``evaluate(model) -> loss`` replaces the evaluation on
+    ``eval_batches`` validation batches (for example a pass over a fixed validation
+    set); it is called in eval mode, without gradients. With ``resume=True`` and a checkpoint in
     ``config.checkpoint_dir``, training continues from it; the result then covers the
     whole run. Under ``torchrun`` every process calls ``train`` with the same arguments.
     """
@@ -289,7 +331,8 @@ def train(
                 raise NonFiniteLossError(
                     f"the training loss is {loss_value} at step {step + 1} (learning rate "
                     f"{run.scheduler.get_last_lr()[0]:.3g}); training stopped before the "
-                    f"update. Try a lower lr, more warmup_steps or gradient clipping.")
+                    f"update. Try a lower lr, more warmup_steps or gradient clipping.",
+                    step=step + 1, loss=loss_value)
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
             result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))
@@ -299,8 +342,11 @@ def train(
             step += 1
             result.train_loss.append((step, loss_value))
             final = step == config.max_steps
-            if final or (config.eval_interval and step % config.eval_interval == 0):
-                result.val_loss.append((step, _evaluate(run, get_batch, loss_fn, config)))
+            if final or step in config.eval_steps or (
+                    config.eval_interval and step % config.eval_interval == 0):
+                value = (_evaluate(run, get_batch, loss_fn, config) if evaluate is None
+                         else _evaluate_with(run, evaluate))
+                result.val_loss.append((step, value))
             shown = {"loss": f"{loss_value:.3f}"}
             if result.val_loss:
                 shown["val"] = f"{result.final_val_loss:.3f}"

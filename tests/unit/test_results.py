@@ -3,13 +3,18 @@
 import json
 import math
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from course_lib import results
 from course_lib.budget import BudgetExceededError, FlopBudget
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(run_id, loss=1.5, **spec):
@@ -30,19 +35,23 @@ def test_records_round_trip_in_order(tmp_path):
     assert results.finished_ids(tmp_path / "missing.jsonl") == set()
 
 
-def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+def test_an_append_never_rewrites_what_is_there(tmp_path):
     path = tmp_path / "runs.jsonl"
     results.append_record(path, record("r0"))
-    before = path.read_bytes()
+    inode, before = path.stat().st_ino, path.read_bytes()
+    results.append_record(path, record("r1"))
+    assert path.stat().st_ino == inode and path.read_bytes().startswith(before)
 
-    def killed(*args):
-        raise KeyboardInterrupt  # interrupted just before the rename
 
-    monkeypatch.setattr(os, "replace", killed)
-    with pytest.raises(KeyboardInterrupt):
-        results.append_record(path, record("r1"))
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+def test_a_writer_killed_inside_its_line_loses_only_that_line(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    results.append_record(path, record("r0"))
+    with open(path, "ab") as handle:  # what a SIGKILL in mid-write leaves
+        handle.write(b'{"run_id": "r1", "spe')
+    assert results.finished_ids(path) == {"r0"}  # the partial line is not a record
+    results.append_record(path, record("r2"))
+    assert [r["run_id"] for r in results.load_results(path)] == ["r0", "r2"]
+    assert path.read_text().count("\n") == 2
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
@@ -54,6 +63,50 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for t in threads:
         t.join()
     assert results.finished_ids(path) == {f"r{i}" for i in range(16)}
+
+
+WRITER = """
+import sys
+from course_lib import results
+for i in range(int(sys.argv[3])):
+    results.append_record(sys.argv[1], {"run_id": f"{sys.argv[2]}-{i}", "pad": "x" * 3000})
+"""
+
+
+def test_processes_with_different_temporary_folders_lose_nothing(tmp_path):
+    """Cluster jobs each get their own $TMPDIR: the lock must live beside the file."""
+    path, n = tmp_path / "shared" / "runs.jsonl", 300
+    procs = []
+    for name in ("a", "b"):
+        tmp = tmp_path / f"tmp-{name}"
+        tmp.mkdir()
+        env = os.environ | {"TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+        procs.append(subprocess.Popen([sys.executable, "-c", WRITER, str(path), name,
+                                       str(n)], env=env))
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    ids = [r["run_id"] for r in results.load_results(path)]
+    assert len(ids) == 2 * n and len(set(ids)) == 2 * n
+    assert path.read_text().count("\n") == 2 * n
+    assert (path.parent / "runs.jsonl.lock").exists()
+
+
+def test_a_claimed_run_cannot_be_claimed_twice_until_its_owner_dies(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    assert results.claim_run(path, "r0")
+    claim = tmp_path / "runs.jsonl.claims" / "r0"
+    owner = json.loads(claim.read_text())
+    assert owner["pid"] == os.getpid()
+    other = subprocess.run([sys.executable, "-c", "import sys; from course_lib import results;"
+                            f" sys.exit(0 if results.claim_run({str(path)!r}, 'r0') else 3)"],
+                           env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert other.returncode == 3  # taken by a live process (this one)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim.write_text(json.dumps(owner | {"pid": dead.pid}))  # its owner has exited
+    assert results.claim_run(path, "r0")
+    results.release_run(path, "r0")
+    results.append_record(path, record("r0"))
+    assert not results.claim_run(path, "r0")  # recorded: nothing left to claim
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -70,9 +123,6 @@ def test_a_corrupt_line_is_reported_by_number(tmp_path):
     path.write_text(json.dumps(record("r0")) + "\n" + '{"run_id": "r1", "spe\n')
     with pytest.raises(ValueError, match="line 2: not valid JSON"):
         results.load_results(path)
-    with pytest.raises(ValueError, match="does not end with a newline"):
-        (tmp_path / "cut.jsonl").write_text('{"run_id": "r0"}')
-        results.append_record(tmp_path / "cut.jsonl", record("r1"))
 
 
 def test_shards_are_read_together_and_duplicates_kept_once(tmp_path):
@@ -110,8 +160,15 @@ def test_budget_charges_until_it_refuses():
     assert budget.remaining == 0 and "100%" in repr(budget)
 
 
-@pytest.mark.parametrize("total", [0, -1, math.inf, math.nan, "1e12", True])
-def test_budget_needs_a_positive_total(total):
+def test_a_zero_budget_allows_nothing():
+    budget = FlopBudget(0, "none")
+    assert budget.can_afford(0) and not budget.can_afford(1.0)
+    with pytest.raises(BudgetExceededError, match="only 0 of the 0-FLOP"):
+        budget.charge(1.0, "x")
+
+
+@pytest.mark.parametrize("total", [-1, math.inf, math.nan, "1e12", True])
+def test_budget_needs_a_non_negative_total(total):
     with pytest.raises(ValueError, match="total must be"):
         FlopBudget(total)
 
