@@ -9,7 +9,10 @@ in **nats per token**. Arrays hold one value per training run (shape ``(R,)``).
   Hoffmann et al. (2022), Approach 3: Huber loss on log-loss residuals, the
   log-sum-exp parameterisation, L-BFGS started from a grid of points.
 * :func:`bootstrap` — percentile intervals for any of these fits.
-* :func:`isoflop_minima` — Approach 2: a parabola in ``log N`` per budget.
+* :func:`isoflop_minima` — Approach 2: a parabola in ``log N`` per budget;
+  :func:`isoflop_bootstrap` resamples its runs and seeds for an interval on ``a``.
+* :func:`envelope_optima` — Approach 1: the lowest loss any run reached at each
+  compute, and the size that reached it.
 * :func:`compute_optimal` — the ``(N, D)`` that minimise a fitted law at a
   fixed budget ``C = 6 N D``: ``N_opt ∝ C**a`` with ``a = β / (α + β)``.
 
@@ -48,6 +51,9 @@ __all__ = [
     "bootstrap",
     "IsoFLOPMinimum",
     "isoflop_minima",
+    "isoflop_bootstrap",
+    "EnvelopeOptima",
+    "envelope_optima",
     "ComputeOptimal",
     "compute_optimal",
 ]
@@ -203,6 +209,13 @@ class ChinchillaFit(ChinchillaLaw):
     n_points: int = 0
     n_starts: int = 0
     converged: bool = False
+    at_bound: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.at_bound:
+            text += f"  (at a bound: {', '.join(self.at_bound)})"
+        return text
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -248,9 +261,15 @@ DEFAULT_GRID = {"alpha": np.arange(0.0, 2.01, 0.5), "beta": np.arange(0.0, 2.01,
                 "b": np.arange(0.0, 26.0, 5.0)}
 
 
+#: Bounds a fit may be given, in the law's own units (``E`` in nats per token).
+BOUNDED = ("E", "alpha", "beta")
+
+
 def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
                    init: ChinchillaLaw | None = None, n_refine: int | None = 10,
-                   grid: Mapping[str, Sequence[float]] | None = None) -> ChinchillaFit:
+                   grid: Mapping[str, Sequence[float]] | None = None,
+                   bounds: Mapping[str, tuple[float, float]] | None = None,
+                   random_starts: int = 0) -> ChinchillaFit:
     """Fit ``L = E + A/N**α + B/D**β`` by Hoffmann et al.'s Approach 3.
 
     Minimises ``Σ_i Huber_δ(LSE(a - α log N_i, b - β log D_i, e) - log L_i)``
@@ -262,7 +281,12 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
     one start; otherwise the objective is evaluated on ``grid`` (default
     :data:`DEFAULT_GRID`) and L-BFGS runs from its ``n_refine`` best points
     (``None``: from every point, as in the paper, which is slow).
-    ``N``, ``D``, ``L``: shape ``(R,)``, positive, ``R >= 6``.
+    ``random_starts`` adds that many starts drawn uniformly from the grid's box, with a
+    seed taken from the data — so each bootstrap resample gets starts of its own.
+    ``bounds`` (``{"E": (lo, hi), "alpha": ..., "beta": ...}``) confines those
+    parameters; a fitted value within 0.1% of a bound, or an ``E`` below a millionth of
+    the smallest loss, is listed in the result's ``at_bound``: it is a limit of the
+    search, not an estimate. ``N``, ``D``, ``L``: shape ``(R,)``, positive, ``R >= 6``.
     """
     n, d, loss = _runs("fit_chinchilla", 5, N=N, D=D, L=L)
     delta = require_positive("delta", delta)
@@ -272,6 +296,10 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
     if unknown:
         raise ValueError(f"grid has unknown key(s) {sorted(unknown)}; expected some of "
                          f"{sorted(DEFAULT_GRID)}")
+    if not isinstance(random_starts, int) or isinstance(random_starts, bool) \
+            or random_starts < 0:
+        raise ValueError(f"random_starts must be a non-negative integer; got {random_starts!r}")
+    box = _bounds(bounds)
     mx, my = np.log(n).mean(), np.log(d).mean()
     x, y, log_l = np.log(n) - mx, np.log(d) - my, np.log(loss)
 
@@ -287,6 +315,15 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
             g["a"], g["b"], g["e"], g["alpha"], g["beta"])])  # (S, 5)
         order = np.argsort(_grid_objective(pts, x, y, log_l, delta), kind="stable")
         starts = list(pts[order[: n_refine or len(pts)]])
+        if random_starts:
+            seed = int.from_bytes(np.asarray(loss, dtype=np.float64).tobytes()[-8:], "little")
+            rng = np.random.default_rng([seed, len(loss)])
+            low = [min(g[k]) for k in ("a", "b", "e", "alpha", "beta")]
+            high = [max(g[k]) for k in ("a", "b", "e", "alpha", "beta")]
+            starts += [centred(*p) for p in rng.uniform(low, high, (random_starts, 5))]
+    if box is not None:  # starts inside the box (alpha and beta shift the centred a, b)
+        starts = [np.clip(st, [-np.inf, -np.inf, box[2][0], box[3][0], box[4][0]],
+                          [np.inf, np.inf, box[2][1], box[3][1], box[4][1]]) for st in starts]
 
     fun = functools.partial(_objective, x=x, y=y, log_l=log_l, delta=delta)
     best = None
@@ -294,16 +331,46 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
     with _blas_controller().limit(limits=1, user_api="blas"):
         for start in starts:
             res = scipy.optimize.minimize(
-                fun, start, jac=True, method="L-BFGS-B",
+                fun, start, jac=True, method="L-BFGS-B", bounds=box,
                 options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12})
             if best is None or res.fun < best.fun:
                 best = res
     a, b, e, alpha, beta = best.x
+    at = []
+    if np.exp(e) < 1e-6 * loss.min():
+        at.append("E")
+    if box is not None:
+        for name, value, (lo, hi) in zip(BOUNDED, (e, alpha, beta), box[2:]):
+            span = hi - lo if np.isfinite(hi - lo) else 1.0
+            near = [abs(value - side) <= 1e-3 * span for side in (lo, hi) if np.isfinite(side)]
+            if name not in at and any(near):
+                at.append(name)
     return ChinchillaFit(
         E=float(np.exp(e)), A=float(np.exp(a + alpha * mx)), B=float(np.exp(b + beta * my)),
         alpha=float(alpha), beta=float(beta), source=f"fit to {len(n)} runs",
         delta=delta, objective=float(best.fun), n_points=len(n), n_starts=len(starts),
-        converged=bool(best.success))
+        converged=bool(best.success), at_bound=tuple(at))
+
+
+def _bounds(bounds: Mapping[str, tuple[float, float]] | None) -> list | None:
+    """L-BFGS-B bounds for ``(a, b, e, alpha, beta)``; ``a`` and ``b`` stay free."""
+    if bounds is None:
+        return None
+    unknown = set(bounds) - set(BOUNDED)
+    if unknown:
+        raise ValueError(f"bounds has unknown key(s) {sorted(unknown)}; expected some of "
+                         f"{list(BOUNDED)}")
+    box = [(None, None), (None, None), (None, None), (0.0, None), (0.0, None)]
+    for i, name in zip((2, 3, 4), BOUNDED):
+        if name not in bounds:
+            continue
+        lo, hi = bounds[name]
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi) or (name == "E" and lo <= 0):
+            raise ValueError(f"bounds[{name!r}] must be (low, high) with low < high"
+                             f"{' and low > 0' if name == 'E' else ''}; got {bounds[name]!r}")
+        box[i] = (float(np.log(lo)), float(np.log(hi))) if name == "E" else (lo, hi)
+    return [(lo if lo is not None else -np.inf, hi if hi is not None else np.inf)
+            for lo, hi in box]
 
 
 # -------------------------------------------------------------------- bootstrap
@@ -321,6 +388,8 @@ class BootstrapResult:
     samples: np.ndarray
     level: float
     n_failed: int = 0
+    estimate_at_bound: tuple[str, ...] = ()
+    bound_share: Mapping[str, float] | None = None
 
     def interval(self, name: str) -> tuple[float, float]:
         if name not in self.names:
@@ -334,6 +403,14 @@ class BootstrapResult:
     def intervals(self) -> dict[str, tuple[float, float]]:
         return {name: self.interval(name) for name in self.names}
 
+    def at_bound(self, name: str) -> bool:
+        """Whether ``name`` is a limit of the search rather than an estimate: the full-data
+        fit sits at a bound, or more than a tail's share of resamples do."""
+        if name not in self.names:
+            raise KeyError(f"name must be one of {self.names}; got {name!r}")
+        share = (self.bound_share or {}).get(name, 0.0)
+        return name in self.estimate_at_bound or share > (1.0 - self.level) / 2
+
     def covers(self, truth: Mapping[str, float]) -> dict[str, bool]:
         """For each name in ``truth``: does its interval contain the true value?"""
         return {k: self.interval(k)[0] <= v <= self.interval(k)[1] for k, v in truth.items()}
@@ -344,7 +421,12 @@ class BootstrapResult:
                  f"{self.level:.0%} intervals)"]
         for name, est in zip(self.names, self.estimate):
             lo, hi = self.interval(name)
-            lines.append(f"  {name:>9s} = {est:<10.4g} [{lo:.4g}, {hi:.4g}]")
+            if self.at_bound(name):
+                share = (self.bound_share or {}).get(name, 0.0)
+                lines.append(f"  {name:>9s} = {est:<10.4g} at a bound of the search "
+                             f"({share:.0%} of resamples): no interval")
+            else:
+                lines.append(f"  {name:>9s} = {est:<10.4g} [{lo:.4g}, {hi:.4g}]")
         return "\n".join(lines)
 
 
@@ -366,18 +448,22 @@ def bootstrap(fit: Callable[..., object], *runs: object, n_resamples: int = 1000
     if not arrays or len({len(a) for a in arrays}) != 1:
         raise ValueError(f"runs must be arrays of one common length; got lengths "
                          f"{[len(a) for a in arrays]}")
-    full = fit(*arrays).params
+    full_fit = fit(*arrays)
+    full = full_fit.params
     rng = np.random.default_rng(seed)
     steps = range(n_resamples)
     if progress:
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc="bootstrap", leave=False)
-    samples, failed = [], 0
+    samples, failed, bound_counts = [], 0, dict.fromkeys(full, 0)
     for _ in steps:
         while True:
             idx = rng.integers(0, len(arrays[0]), size=len(arrays[0]))
             try:
-                samples.append(list(fit(*(a[idx] for a in arrays)).params.values()))
+                refit = fit(*(a[idx] for a in arrays))
+                samples.append(list(refit.params.values()))
+                for name in getattr(refit, "at_bound", ()):
+                    bound_counts[name] += 1
                 break
             except ValueError as err:
                 failed += 1
@@ -385,7 +471,8 @@ def bootstrap(fit: Callable[..., object], *runs: object, n_resamples: int = 1000
                     raise RuntimeError(f"the fit rejected {failed} resamples, the last "
                                        f"with: {err}. Too few runs to bootstrap?") from err
     return BootstrapResult(tuple(full), np.array(list(full.values())), np.array(samples),
-                           level, failed)
+                           level, failed, tuple(getattr(full_fit, "at_bound", ())),
+                           {k: v / n_resamples for k, v in bound_counts.items()})
 
 
 # ---------------------------------------------------------- Approach 2: IsoFLOPs
@@ -435,6 +522,116 @@ def isoflop_minima(N: object, L: object, C: object,
                                   (float(c2), float(c1), float(c0)), int(mask.sum()),
                                   bool(x.min() <= x_opt <= x.max())))
     return tuple(out)
+
+
+def isoflop_bootstrap(N: object, L: object, C: object, *, n_resamples: int = 1000,
+                      level: float = 0.8, seed: int = 0,
+                      flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN) -> BootstrapResult:
+    """Approach 2 with an interval that includes the noise of the runs behind it.
+
+    Runs with the same budget ``C`` and size ``N`` are repeats (seeds). Each resample
+    redraws, for every budget and size, as many repeats as it has, with replacement —
+    and, so that the choice of sizes counts too, redraws the sizes of each budget —
+    then fits the parabolas and ``N_opt = G C**a`` through their minima. Resamples
+    whose parabola has no minimum, or whose minimum falls outside the sampled sizes,
+    are redrawn (``n_failed`` counts them). The result's names are ``a`` and
+    ``log_G`` (natural log of the prefactor).
+    """
+    n, loss, c = _runs("isoflop_bootstrap", 2, N=N, L=L, C=C)
+    if not isinstance(n_resamples, int) or n_resamples < 2:
+        raise ValueError(f"n_resamples must be an integer >= 2; got {n_resamples!r}")
+    level = require_in_range("level", level, 0.0, 1.0, closed=(False, False))
+    budgets = np.unique(c)
+    if len(budgets) < 3:
+        raise ValueError(f"isoflop_bootstrap needs at least 3 budgets to fit a frontier "
+                         f"with an error; got {len(budgets)}")
+    cells = {b: [np.flatnonzero((c == b) & (n == size)) for size in np.unique(n[c == b])]
+             for b in budgets}
+
+    def frontier(idx: np.ndarray) -> tuple[float, float]:
+        minima = isoflop_minima(n[idx], loss[idx], c[idx], flops_per_param_token)
+        if not all(m.inside for m in minima):
+            raise ValueError("a resampled minimum fell outside the sampled sizes")
+        law = fit_power_law([m.C for m in minima], [m.N_opt for m in minima])
+        return law.exponent, float(np.log(law.prefactor))
+
+    full = frontier(np.arange(len(n)))
+    rng = np.random.default_rng(seed)
+    samples, failed = [], 0
+    while len(samples) < n_resamples:
+        idx = []
+        for b in budgets:
+            chosen = rng.integers(0, len(cells[b]), size=len(cells[b]))
+            for cell in (cells[b][i] for i in chosen):
+                idx.extend(rng.choice(cell, size=len(cell), replace=True))
+        try:
+            samples.append(frontier(np.asarray(idx)))
+        except ValueError:
+            failed += 1
+            if failed > 10 * n_resamples:
+                raise RuntimeError(f"{failed} resamples had no interior minimum: the "
+                                   f"budgets' sizes do not bracket their optima") from None
+    return BootstrapResult(("a", "log_G"), np.array(full), np.array(samples), level, failed)
+
+
+# ------------------------------------------------------------- Approach 1: envelope
+@dataclass(frozen=True, repr=False, eq=False)
+class EnvelopeOptima:
+    """Approach 1: at each compute ``C`` (FLOPs), the lowest loss any run reached there
+    and the size ``N`` of the run that reached it. Arrays of shape ``(K,)``."""
+
+    C: np.ndarray
+    N_opt: np.ndarray
+    loss: np.ndarray
+
+    def frontier(self) -> PowerLawFit:
+        """``N_opt ≈ G · C**a`` fitted through the envelope's points."""
+        return fit_power_law(self.C, self.N_opt)
+
+    def __repr__(self) -> str:
+        sizes = len(np.unique(self.N_opt))
+        return (f"EnvelopeOptima({len(self.C)} budgets from {self.C[0]:.3g} to "
+                f"{self.C[-1]:.3g} FLOPs; {sizes} distinct optimal sizes)")
+
+
+def envelope_optima(curves: Sequence[tuple[float, object, object]], C: object
+                    ) -> EnvelopeOptima:
+    """Hoffmann et al.'s Approach 1 on training curves.
+
+    ``curves`` holds one ``(N, C_points, L_points)`` per run: its size and the loss it
+    had after ``C_points`` FLOPs (increasing). At each budget of ``C`` the loss of
+    every run whose curve spans it is read off by linear interpolation in
+    ``(log C, log L)``; the lowest gives the envelope and its run's ``N`` the optimum.
+    Budgets no curve spans are dropped.
+    """
+    grid = _positive_runs("C", np.atleast_1d(np.asarray(C, dtype=float)))
+    prepared = []
+    for i, curve in enumerate(curves):
+        if len(curve) != 3:
+            raise ValueError(f"curves[{i}] must be (N, C_points, L_points); got {curve!r}")
+        size = float(curve[0])
+        cx = _positive_runs(f"curves[{i}] C_points", curve[1])
+        ly = _positive_runs(f"curves[{i}] L_points", curve[2])
+        if len(cx) != len(ly) or np.any(np.diff(cx) <= 0):
+            raise ValueError(f"curves[{i}]: C_points must increase and match L_points in "
+                             f"length; got {len(cx)} and {len(ly)} points")
+        prepared.append((size, np.log(cx), np.log(ly)))
+    if not prepared:
+        raise ValueError("curves is empty; expected one (N, C_points, L_points) per run")
+    out_c, out_n, out_l = [], [], []
+    for budget in grid:
+        x = np.log(budget)
+        best = None
+        for size, cx, ly in prepared:
+            if cx[0] <= x <= cx[-1]:
+                value = float(np.interp(x, cx, ly))
+                if best is None or value < best[1]:
+                    best = (size, value)
+        if best is not None:
+            out_c.append(budget)
+            out_n.append(best[0])
+            out_l.append(np.exp(best[1]))
+    return EnvelopeOptima(np.array(out_c), np.array(out_n), np.array(out_l))
 
 
 # ------------------------------------------------- compute-optimal allocation

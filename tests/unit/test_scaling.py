@@ -276,3 +276,78 @@ def test_bad_input_gets_a_clear_error(call, exc, words):
         call()
     for word in words:
         assert word in str(info.value), f"{word!r} missing from: {info.value}"
+
+
+# ------------------------------------------- bounds, resampled IsoFLOPs, envelopes
+def test_a_parameter_stuck_at_a_bound_is_reported_as_such_not_as_an_interval():
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.logspace(3, 5, 6), 3)
+    D = np.tile(np.logspace(6, 8, 3), 6)
+    L = (2.0 * N**-0.2 + 5.0 * D**-0.3) * np.exp(rng.normal(0, 0.002, N.size))  # no floor
+    fit = fit_chinchilla(N, D, L, bounds={"E": (0.05, 10.0), "beta": (0.0, 3.0)})
+    assert fit.at_bound == ("E",) and "at a bound: E" in repr(fit)
+    assert fit.E == pytest.approx(0.05)
+    boot = bootstrap(functools.partial(fit_chinchilla, bounds={"E": (0.05, 10.0)},
+                                       random_starts=4), N, D, L, n_resamples=20, seed=0)
+    assert boot.at_bound("E") and "E = " in repr(boot) and "no interval" in repr(boot)
+    assert not boot.at_bound("alpha")
+
+
+def test_random_starts_differ_per_resample_and_never_collapse_an_interval():
+    truth = HOFFMANN_2022
+    N, D, _ = isoflop_design(truth, sizes=5)
+    rng = np.random.default_rng(1)
+    L = truth.loss(N, D) * np.exp(rng.normal(0, 0.01, N.size))
+    refit = functools.partial(fit_chinchilla, n_refine=3, random_starts=3,
+                              bounds={"E": (0.1, 5.0)})
+    boot = bootstrap(refit, N, D, L, n_resamples=40, seed=0)
+    lo, hi = boot.interval("E")
+    assert hi - lo > 1e-3 and lo <= truth.E * 1.1 and not boot.at_bound("E")
+
+
+@pytest.mark.parametrize("bounds, message", [
+    ({"A": (1, 2)}, "unknown key"), ({"E": (0.0, 1.0)}, "low > 0"),
+    ({"alpha": (1.0, 0.5)}, "low < high")])
+def test_bad_bounds_are_refused(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        fit_chinchilla(X6, X6, X6, bounds=bounds)
+
+
+X6 = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_isoflop_bootstrap_resamples_seeds_and_covers_the_true_exponent():
+    truth = HOFFMANN_2022
+    N, D, C = isoflop_design(truth, budgets=np.logspace(18, 21, 4), sizes=7)
+    rng = np.random.default_rng(0)
+    N, D, C = (np.repeat(a, 3) for a in (N, D, C))  # three seeds per run
+    L = truth.loss(N, D) * np.exp(rng.normal(0, 0.003, N.size))
+    boot = scaling.isoflop_bootstrap(N, L, C, n_resamples=200, seed=0)
+    lo, hi = boot.interval("a")
+    assert lo < truth.a < hi and hi - lo < 0.1
+    again = scaling.isoflop_bootstrap(N, L, C, n_resamples=200, seed=0)
+    assert np.array_equal(boot.samples, again.samples)
+    with pytest.raises(ValueError, match="at least 3 budgets"):
+        scaling.isoflop_bootstrap(N[C < 1e19], L[C < 1e19], C[C < 1e19])
+
+
+def test_the_envelope_picks_the_run_lowest_at_each_compute():
+    # two runs: the small one is better early, the large one later
+    curves = [(1e3, [1e9, 1e10, 1e11], [3.0, 2.0, 1.8]),
+              (1e4, [1e10, 1e11, 1e12], [2.5, 1.6, 1.2])]
+    env = scaling.envelope_optima(curves, [1e9, 1e10, 3e10, 1e11, 1e12, 1e13])
+    assert env.C.tolist() == [1e9, 1e10, 3e10, 1e11, 1e12]  # 1e13: no curve reaches it
+    assert env.N_opt.tolist() == [1e3, 1e3, 1e3, 1e4, 1e4]
+    assert env.loss[0] == pytest.approx(3.0) and env.loss[-1] == pytest.approx(1.2)
+    with pytest.raises(ValueError, match=r"curves\[0\]: C_points must increase"):
+        scaling.envelope_optima([(1e3, [2.0, 1.0], [1.0, 1.0])], [1.5])
+
+
+def test_the_envelope_of_a_known_law_recovers_its_allocation_exponent():
+    truth = HOFFMANN_2022
+    curves = []
+    for n in np.logspace(7, 10, 16):
+        d = np.logspace(8, 12, 60)
+        curves.append((n, 6 * n * d, truth.loss(n, d)))
+    env = scaling.envelope_optima(curves, np.logspace(19, 22, 12))
+    assert env.frontier().exponent == pytest.approx(truth.a, abs=0.05)
