@@ -6,6 +6,11 @@
            its config) three ways: as it is, with LoRA adapters, and with the adapters
            merged into the weights (:mod:`course_lib.lora`); prints the ratios to the
            plain model (merged should be 1 up to noise).
+``sweep``  trains a fixed set of short sweep runs (chapter 9's key-value language,
+           widths 16 to 96) one at a time and then with ``--jobs 2``, and prints the
+           sweep's speed as the sweep counts it — counted training FLOPs (weights,
+           attention, output layer) per wall-clock second — with its fraction of the
+           matmul peak measured on as many threads as there are jobs.
 ``train``  times a training step (forward, backward, AdamW) of the course's
            :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
            built from the same config, with the same weights and batch, on the
@@ -29,6 +34,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -40,7 +46,7 @@ from .flops import flops_per_token
 from .models import GPT, GPTConfig
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
-           "bench_train_step", "bench_lora_merge", "main"]
+           "bench_train_step", "bench_lora_merge", "bench_sweep", "main"]
 
 #: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
 #: Matched against ``torch.cuda.get_device_name()``; more specific names first.
@@ -283,6 +289,61 @@ def _train(args) -> int:
     return 0
 
 
+def bench_sweep(widths: tuple[int, ...] = (16, 32, 64, 96), steps: int = 300,
+                jobs: int = 2) -> dict:
+    """Counted FLOP/s of short sweep runs, one at a time and with ``jobs`` processes."""
+    import tempfile
+
+    from .runs import KeyValueData, RunSpec
+    from .sweep import run_sweep
+
+    data = KeyValueData()
+    tokens = steps * 64 * 32
+    specs = [RunSpec(name=f"d{d}", n_layer=2, d_model=d, n_head=max(1, d // 16),
+                     tokens=tokens, lr=0.01) for d in widths]
+    out = {}
+    for mode, n_jobs in (("one at a time", 1), (f"--jobs {jobs}", jobs)):
+        folder = Path(tempfile.mkdtemp())
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        records = run_sweep(specs, data, folder / "bench.jsonl", device="cpu", jobs=n_jobs,
+                            progress=False, log=lambda _: None)
+        wall = time.perf_counter() - start
+        torch.set_num_threads(threads)
+        counted = sum(r["result"]["flops"] for r in records)
+        per_run = {r["spec"]["name"]: r["result"]["flops"] / r["result"]["wall_time_s"]
+                   for r in records}
+        out[mode] = {"flops": counted, "wall_s": wall, "flops_per_s": counted / wall,
+                     "per_run_flops_per_s": per_run}
+    return out
+
+
+def _sweep(args) -> int:
+    widths = tuple(args.widths)
+    print(f"{len(widths)} runs of {args.steps} steps (batch 64 x 32 tokens), widths {widths}, "
+          f"depth 2, one thread per process", flush=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.jobs)
+    peak = measure_matmul_flops("cpu", torch.float32, 1024, 5)
+    torch.set_num_threads(threads)
+    result = bench_sweep(widths, args.steps, args.jobs)
+    print(f"matmul peak on {args.jobs} threads: {peak / 1e9:.1f} GFLOP/s")
+    for mode, r in result.items():
+        rates = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r["per_run_flops_per_s"].items())
+        print(f"{mode:14s}: {r['flops']:.3g} counted FLOPs in {r['wall_s']:.1f} s = "
+              f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s ({r['flops_per_s'] / peak:.0%} of the "
+              f"peak); per run (GFLOP/s): {rates}")
+    first, second = result.values()
+    print(f"ratio --jobs {args.jobs} / one at a time: "
+          f"{second['flops_per_s'] / first['flops_per_s']:.2f}")
+    if args.out:
+        write_json_atomic(args.out, {"peak_flops": peak, "results": result,
+                                     "torch": torch.__version__,
+                                     "command": " ".join(sys.argv)})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.bench",
                                      description=__doc__.splitlines()[0])
@@ -300,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--compile", action="store_true", help="torch.compile both models")
     tr.add_argument("--peak-flops", type=float, default=None, help="override the peak FLOP/s")
     tr.add_argument("--out", default=None, help="also write the results as JSON")
+    sw = sub.add_parser("sweep", help="counted FLOP/s of sweep runs, alone and with --jobs")
+    sw.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    sw.add_argument("--steps", type=int, default=300)
+    sw.add_argument("--jobs", type=int, default=2)
+    sw.add_argument("--out", default=None, help="also write the results as JSON")
     lo = sub.add_parser("lora", help="forward time: plain, LoRA, LoRA merged")
     lo.add_argument("--batch-size", type=int, default=64)
     lo.add_argument("--seq-len", type=int, default=32)
@@ -308,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
         p.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
-    return {"hw": _hw, "train": _train, "lora": _lora}[args.command](args)
+    return {"hw": _hw, "train": _train, "lora": _lora, "sweep": _sweep}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,12 @@ def test_lora_bench_reports_three_times_and_equal_outputs():
                                repeats=1, config=config)
     assert set(t) == {"base", "lora", "merged", "max_gap"} and t["max_gap"] < 1e-4
     assert all(t[name] > 0 for name in ("base", "lora", "merged"))
+
+
+def test_sweep_bench_counts_flops_alone_and_with_jobs():
+    result = bench.bench_sweep(widths=(8,), steps=4, jobs=1)  # jobs > 1: test_sweep.py
+    assert list(result) == ["one at a time", "--jobs 1"]
+    for r in result.values():
+        assert r["flops"] > 0 and r["wall_s"] > 0
+        assert r["flops_per_s"] == pytest.approx(r["flops"] / r["wall_s"])
+        assert list(r["per_run_flops_per_s"]) == ["d8"]
