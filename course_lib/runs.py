@@ -30,7 +30,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -490,6 +490,7 @@ class RunSpec:
     budget: float | None = None
     schedule_tokens: int | None = None
     eval_tokens: tuple[int, ...] = field(default=())
+    eval_points: int = 0
 
     def __post_init__(self) -> None:
         def bad(what: str, value: object) -> ValueError:
@@ -529,6 +530,8 @@ class RunSpec:
                 not _is_int(self.schedule_tokens) or self.schedule_tokens < self.tokens):
             raise bad(f"schedule_tokens must be an integer >= tokens ({self.tokens}) or None",
                       self.schedule_tokens)
+        if not _is_int(self.eval_points) or self.eval_points < 0:
+            raise bad("eval_points must be a non-negative integer", self.eval_points)
         points = tuple(self.eval_tokens)
         if any(not _is_int(t) or not batch <= t <= self.tokens for t in points):
             raise bad(f"eval_tokens must be integers in [{batch}, tokens={self.tokens}]",
@@ -555,8 +558,9 @@ class RunSpec:
                          d_ff=self.d_ff)
 
     def train_config(self, **overrides) -> TrainConfig:
+        halves = [self.steps // 2**j for j in range(1, self.eval_points + 1)]
         eval_steps = tuple(sorted({min(self.steps, max(1, round(t / self.tokens_per_step)))
-                                   for t in self.eval_tokens}))
+                                   for t in self.eval_tokens} | {h for h in halves if h >= 1}))
         return TrainConfig(
             max_steps=self.steps, schedule_steps=self.schedule_steps, lr=self.lr,
             min_lr_ratio=self.min_lr_ratio,
@@ -582,9 +586,26 @@ class RunSpec:
         return float(per_token * self.trained_tokens)
 
 
+def _non_default(obj) -> dict:
+    """The fields of a dataclass that differ from their defaults (JSON-ready)."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        if default is MISSING or value != default:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def run_id(spec: RunSpec, data: Data) -> str:
-    """12 hex digits identifying the run: a hash of its spec and data config."""
-    text = json.dumps({"spec": asdict(spec), "data": asdict(data)}, sort_keys=True)
+    """12 hex digits identifying the run: a hash of its spec and data config.
+
+    Fields left at their defaults are not hashed, so a new option added to
+    :class:`RunSpec` later leaves the identity of earlier runs unchanged.
+    """
+    text = json.dumps({"spec": _non_default(spec), "data": _non_default(data)},
+                      sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 

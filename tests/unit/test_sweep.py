@@ -192,6 +192,9 @@ def test_validation_is_scored_along_the_run_and_the_schedule_can_be_longer():
     assert curve[-1][1] == pytest.approx(record["result"]["final_val_loss"])
     config = spec.train_config()
     assert config.max_steps == 128 and config.total_schedule_steps == 256
+    halving = sweep.RunSpec("a", 1, 8, 2, tokens=4096, lr=0.01, batch_size=4,
+                            context_length=8, eval_points=3)
+    assert halving.train_config().eval_steps == (16, 32, 64)
 
 
 def test_training_windows_are_fresh_whole_segments():
@@ -419,3 +422,11 @@ def test_a_token_file_that_changed_is_refused(tmp_path):
     spec = sweep.RunSpec("a", 1, 8, 2, tokens=1024, lr=0.01, batch_size=4, context_length=8)
     with pytest.raises(ValueError, match="the token file changed"):
         sweep.run_one(spec, data, device="cpu", progress=False)
+
+
+def test_a_run_is_identified_by_its_settings_that_differ_from_the_defaults():
+    data, _ = sweep.expand_grid(grid())
+    base = dict(name="a", n_layer=1, d_model=8, n_head=2, tokens=4096, lr=0.01)
+    same = sweep.RunSpec(**base, eval_points=0, schedule_tokens=None)  # defaults, spelled out
+    assert sweep.run_id(sweep.RunSpec(**base), data) == sweep.run_id(same, data)
+    assert sweep.run_id(sweep.RunSpec(**base, seed=1), data) != sweep.run_id(same, data)
