@@ -18,6 +18,7 @@ Grid file::
      "models": [{"name": "d16", "n_layer": 2, "d_model": 16, "n_head": 1, "lr": 0.03},
                 ...],
      "budgets": [1e11, 3.16e11, 1e12],    # IsoFLOP: D = C / (6 N) for every model...
+     "budget_flops": "counted",           # (or D = C / counted FLOPs per token)
      "tokens_per_param": [2, 2000],       # ...whose D / N falls in this range
                                           # (or {"1e11": ["d16", "d24"], ...}: chosen models)
      "tokens": [1e6],                     # and/or fixed token counts for every model
@@ -82,8 +83,8 @@ __all__ = ["KeyValueData", "MarkovData", "TokenData", "RunSpec", "run_id", "run_
            "expand_grid", "load_grid", "shard", "parse_shard", "spent_flops", "run_sweep",
            "main"]
 
-_GRID_KEYS = {"data", "defaults", "models", "budgets", "tokens_per_param", "tokens",
-              "seeds", "runs", "comment"}
+_GRID_KEYS = {"data", "defaults", "models", "budgets", "budget_flops", "tokens_per_param",
+              "tokens", "seeds", "runs", "comment"}
 
 
 # ----------------------------------------------------------------------- grids
@@ -97,7 +98,9 @@ def expand_grid(grid: dict, source: str = "grid") -> tuple[Data, list[RunSpec]]:
 
     IsoFLOP runs come first, cheapest budget first: for each budget ``C`` and model
     (every model, or those a dict ``{budget: [names]}`` lists), ``D = C / (6 N)`` with
-    ``N`` the model's non-embedding parameters, kept if ``D / N`` lies in
+    ``N`` the model's non-embedding parameters — or, with ``"budget_flops":
+    "counted"``, ``D = C / f`` with ``f`` the counted training FLOPs per token
+    (attention and output layer included) — kept if ``D / N`` lies in
     ``tokens_per_param``. Then the fixed-``tokens`` runs, then the explicit ``runs``;
     each once per entry of ``seeds`` (default: the run's own seed). A run that would
     repeat an earlier one (same model and settings, steps within 1%) is left out: the
@@ -134,7 +137,13 @@ def expand_grid(grid: dict, source: str = "grid") -> tuple[Data, list[RunSpec]]:
         except (ValueError, TypeError) as err:
             raise ValueError(f"{source}: {where}: {err}") from None
 
-    vocab = data.vocab_size or 2  # non-embedding N does not depend on the vocabulary
+    counting = grid.get("budget_flops", "6ND")
+    if counting not in ("6ND", "counted"):
+        raise ValueError(f"{source}: budget_flops must be '6ND' (Kaplan's C = 6ND, N "
+                         f"non-embedding) or 'counted' (attention and output layer too); "
+                         f"got {counting!r}")
+    # non-embedding N does not depend on the vocabulary; counted FLOPs do
+    vocab = vocab_size_of(data) if counting == "counted" else (data.vocab_size or 2)
     bases = []  # (where, name suffix, RunSpec fields without tokens, non-embedding N)
     for i, model in enumerate(grid.get("models", [])):
         where = f"models[{i}] ({model.get('name', '?')!r})"
@@ -146,8 +155,12 @@ def expand_grid(grid: dict, source: str = "grid") -> tuple[Data, list[RunSpec]]:
         for lr in (lrs if isinstance(lrs, list) else [lrs]):
             base = model | {"lr": lr}
             probe = spec(where, base | {"tokens": 10**12})
-            n = flops.param_counts(probe.model_config(vocab)).non_embedding
-            bases.append((where, f"-lr{lr:g}" if isinstance(lrs, list) else "", base, n))
+            config = probe.model_config(vocab)
+            n = flops.param_counts(config).non_embedding
+            per_token = (6 * n if counting == "6ND" else
+                         flops.flops_per_token(config, include_unembedding=True))
+            bases.append((where, f"-lr{lr:g}" if isinstance(lrs, list) else "", base,
+                          (n, per_token)))
     ratio = grid.get("tokens_per_param", (0, math.inf))
     if (not isinstance(ratio, (list, tuple)) or len(ratio) != 2
             or not all(isinstance(v, (int, float)) and v >= 0 for v in ratio)):
@@ -170,8 +183,8 @@ def expand_grid(grid: dict, source: str = "grid") -> tuple[Data, list[RunSpec]]:
             raise ValueError(f"{source}: budget {budget:g} names unknown model(s) "
                              f"{sorted(set(chosen) - models)}; the models are {sorted(models)}")
     for budget, chosen in sorted((float(c), names) for c, names in budgets.items()):
-        for where, suffix, base, n in bases:
-            tokens = round(budget / (6 * n))
+        for where, suffix, base, (n, per_token) in bases:
+            tokens = round(budget / per_token)
             if (chosen is None or base["name"] in chosen) and low <= tokens / n <= high:
                 runs.append(spec(where, base | {"name": f"{base['name']}-C{budget:.3g}{suffix}",
                                                 "tokens": tokens, "budget": budget}))

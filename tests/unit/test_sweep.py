@@ -55,6 +55,15 @@ def test_isoflop_runs_spend_their_budget_and_respect_the_ratio_range():
     assert data.language().entropy_rate() > 0
 
 
+def test_budgets_can_be_counted_flops_instead_of_6nd():
+    _, runs = sweep.expand_grid(grid(budgets=[1e8], budget_flops="counted"))
+    for run in runs:
+        assert run.planned_flops(8) == pytest.approx(1e8, rel=1e-2)  # whole steps
+        assert run.compute(8) < 1e8  # 6ND leaves out attention and the output layer
+    with pytest.raises(ValueError, match="budget_flops must be"):
+        sweep.expand_grid(grid(budgets=[1e8], budget_flops="all"))
+
+
 def test_fixed_tokens_learning_rate_lists_and_seeds_multiply():
     _, runs = sweep.expand_grid(grid(tokens=[256, 512], seeds=[0, 1]) | {
         "models": [TINY | {"name": "a", "lr": [0.01, 0.003]}]})
