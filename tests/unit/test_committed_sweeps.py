@@ -1,0 +1,32 @@
+"""The committed sweep results are exactly what their committed grids produce.
+
+Every record under ``notebooks/results/scaling`` must be a run of the grid beside it
+(same ``run_id``, same spec), so that ``python -m course_lib.sweep --grid G --out R``
+reproduces the file: rerun, it finds every run done, and deleting a record makes it
+train exactly that run again.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from course_lib import sweep
+from course_lib.results import load_results
+from course_lib.runs import RunSpec
+
+RESULTS = Path(__file__).resolve().parents[2] / "notebooks" / "results" / "scaling"
+PAIRS = sorted((g, g.with_name(g.name.replace("_grid.json", ".jsonl")))
+               for g in RESULTS.glob("*_grid.json"))
+
+
+@pytest.mark.parametrize("grid, results", [p for p in PAIRS if p[1].exists()],
+                         ids=lambda p: p.name if isinstance(p, Path) else str(p))
+def test_every_committed_record_is_a_run_of_its_grid(grid, results):
+    data, runs = sweep.load_grid(grid)
+    expected = {sweep.run_id(r, data): r for r in runs}
+    for record in load_results(results):
+        spec = RunSpec(**record["spec"])
+        assert record["run_id"] in expected, f"{record['spec']['name']} is not in {grid.name}"
+        assert spec == expected[record["run_id"]]
+        assert sweep.run_id(spec, data) == record["run_id"]
+        assert record["provenance"]["versions"]["course_lib"]
