@@ -35,20 +35,12 @@ import math
 import numpy as np
 import torch
 
-from .validate import require_positive
+from .validate import log_base, require_int, require_positive
 
 __all__ = ["KeyValueLanguage"]
 
 _MAX_KEY_SPACE = 2**62
 
-
-def _require_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}; got {value!r}")
-    return int(value)
 
 
 class KeyValueLanguage:
@@ -73,16 +65,16 @@ class KeyValueLanguage:
         zipf_exponent: float = 1.3,
         seed: int = 0,
     ) -> None:
-        self.vocab_size = _require_int("vocab_size", vocab_size, 2, 65_536)
-        self.key_length = _require_int("key_length", key_length, 1)
-        self.value_length = _require_int("value_length", value_length, 1)
+        self.vocab_size = require_int("vocab_size", vocab_size, 2, 65_536)
+        self.key_length = require_int("key_length", key_length, 1)
+        self.value_length = require_int("value_length", value_length, 1)
         space = self.vocab_size ** self.key_length
         if space > _MAX_KEY_SPACE:
             raise ValueError(f"vocab_size ** key_length = {self.vocab_size}**{self.key_length}"
                              f" is too large; expected at most 2**62 possible keys")
-        self.n_keys = _require_int("n_keys", n_keys, 1, min(space, 50_000_000))
+        self.n_keys = require_int("n_keys", n_keys, 1, min(space, 50_000_000))
         self.zipf_exponent = require_positive("zipf_exponent", zipf_exponent)
-        self.seed = _require_int("seed", seed, 0)
+        self.seed = require_int("seed", seed, 0)
         rng = np.random.default_rng(self.seed)
         codes = rng.choice(space, size=self.n_keys, replace=False)  # distinct, random order
         powers = self.vocab_size ** np.arange(self.key_length - 1, -1, -1)
@@ -123,7 +115,7 @@ class KeyValueLanguage:
     def key_entropy(self, base: float = math.e) -> float:
         """Exact entropy of the key distribution, ``-sum_r p_r log p_r`` (nats by default)."""
         p = self.key_probs
-        return float(-(p * np.log(p)).sum()) / _log_base(base)
+        return float(-(p * np.log(p)).sum()) / log_base(base)
 
     def entropy_rate(self, base: float = math.e) -> float:
         """Exact entropy rate, ``H(key) / segment_length``: nats/token, bits with ``base=2``."""
@@ -140,7 +132,7 @@ class KeyValueLanguage:
             return float(-(masses * np.log(masses)).sum())
 
         h = [prefix_entropy(self._prefix_tables[j][1]) for j in range(self.key_length + 1)]
-        keys = np.diff(h) / _log_base(base)
+        keys = np.diff(h) / log_base(base)
         return np.concatenate([keys, np.zeros(self.value_length)])
 
     def tail_mass(self, K: object) -> np.ndarray:
@@ -161,7 +153,7 @@ class KeyValueLanguage:
     def sample_keys(self, n_segments: int, generator: torch.Generator | None = None
                     ) -> torch.Tensor:
         """Ranks (0-based) of ``n_segments`` keys drawn from the Zipf law: LongTensor."""
-        n = _require_int("n_segments", n_segments, 1)
+        n = require_int("n_segments", n_segments, 1)
         u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
         ranks = np.searchsorted(self._cumulative, u, side="right")
         return torch.from_numpy(np.minimum(ranks, self.n_keys - 1))
@@ -178,8 +170,8 @@ class KeyValueLanguage:
         Same ``seed`` → same sample. Whole segments are drawn and the last one cut at
         ``n_tokens``.
         """
-        n = _require_int("n_tokens", n_tokens, 1)
-        generator = torch.Generator().manual_seed(_require_int("seed", seed, 0))
+        n = require_int("n_tokens", n_tokens, 1)
+        generator = torch.Generator().manual_seed(require_int("seed", seed, 0))
         ranks = self.sample_keys(-(-n // self.segment_length), generator)
         return self.segments(ranks).reshape(-1)[:n]
 
@@ -223,7 +215,7 @@ class KeyValueLanguage:
         For a long sample, or for whole segments scored equally, it converges to
         :meth:`entropy_rate`.
         """
-        return float(-self.token_log_probs(tokens).mean()) / _log_base(base)
+        return float(-self.token_log_probs(tokens).mean()) / log_base(base)
 
     def _as_tokens(self, tokens: object) -> np.ndarray:
         x = tokens.detach().cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
@@ -237,9 +229,3 @@ class KeyValueLanguage:
                              f"[0, {self.vocab_size})")
         return x.astype(np.int64)
 
-
-def _log_base(base: float) -> float:
-    base = require_positive("base", base)
-    if base == 1.0:
-        raise ValueError("base must be a positive number other than 1; got 1")
-    return math.log(base)

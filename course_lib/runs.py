@@ -183,25 +183,11 @@ class TokenData:
                                  f"expects {self.sha256}: the token file changed")
 
     def batch_fn(self, spec: RunSpec, device: torch.device):
-        train_tokens, _ = self.splits()
-        x_val, y_val = self.validation_windows(spec.context_length)
-        T, B = spec.context_length, spec.batch_size
-
-        def get_batch(split: str, generator: torch.Generator):
-            if split != "train":
-                rows = torch.randint(len(x_val), (B,), generator=generator)
-                return x_val[rows].to(device), y_val[rows].to(device)
-            starts = torch.randint(len(train_tokens) - T - 1, (B,), generator=generator)
-            window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1]
-                                                for s in starts.tolist()]).astype(np.int64))
-            return window[:, :-1].to(device), window[:, 1:].to(device)
-
-        return get_batch
+        return _window_batches(self.splits()[0], self.validation_windows(spec.context_length),
+                               spec, device)
 
     def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, val = self.splits()
-        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
-                                    context_length)
+        x, y = _consecutive_windows(self.splits()[1], context_length)
         return x[: self.val_windows], y[: self.val_windows]
 
     def true_loss(self, context_length: int) -> None:
@@ -264,25 +250,11 @@ class CorpusData:
         pass
 
     def batch_fn(self, spec: RunSpec, device: torch.device):
-        train_tokens, _, _ = self.arrays()
-        x_val, y_val = self.validation_windows(spec.context_length)
-        T, B = spec.context_length, spec.batch_size
-
-        def get_batch(split: str, generator: torch.Generator):
-            if split != "train":
-                rows = torch.randint(len(x_val), (B,), generator=generator)
-                return x_val[rows].to(device), y_val[rows].to(device)
-            starts = torch.randint(len(train_tokens) - T - 1, (B,), generator=generator)
-            window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1]
-                                                for s in starts.tolist()]).astype(np.int64))
-            return window[:, :-1].to(device), window[:, 1:].to(device)
-
-        return get_batch
+        return _window_batches(self.arrays()[0], self.validation_windows(spec.context_length),
+                               spec, device)
 
     def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, val, _ = self.arrays()
-        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
-                                    context_length)
+        x, y = _consecutive_windows(self.arrays()[1], context_length)
         return x[: self.val_windows], y[: self.val_windows]
 
     def true_loss(self, context_length: int) -> None:
@@ -345,25 +317,11 @@ class MarkovData:
         pass
 
     def batch_fn(self, spec: RunSpec, device: torch.device):
-        train_tokens, val_tokens = self.splits()
-        splits = {"train": train_tokens, "val": val_tokens}
-        T, B, skip = spec.context_length, spec.batch_size, self.ignore_first
-
-        def get_batch(split: str, generator: torch.Generator):
-            tokens = splits[split]
-            starts = torch.randint(len(tokens) - T, (B,), generator=generator).tolist()
-            window = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts])
-                                      .astype(np.int64))
-            x, y = window[:, :-1], window[:, 1:].clone()
-            y[:, :skip] = IGNORE_INDEX
-            return x.to(device), y.to(device)
-
-        return get_batch
+        return _window_batches(self.splits()[0], self.validation_windows(spec.context_length),
+                               spec, device, ignore_first=self.ignore_first)
 
     def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, val = self.splits()
-        x, y = _consecutive_windows(torch.from_numpy(np.asarray(val, dtype=np.int64)),
-                                    context_length)
+        x, y = _consecutive_windows(self.splits()[1], context_length)
         y = y.clone()
         y[:, : self.ignore_first] = IGNORE_INDEX
         return x, y
@@ -410,8 +368,32 @@ def data_from_dict(spec: dict, where: str = "data") -> Data:
         raise ValueError(f"{where}: {err}") from None
 
 
-def _consecutive_windows(stream: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _window_batches(train_tokens: np.ndarray, validation: tuple[torch.Tensor, torch.Tensor],
+                    spec: RunSpec, device: torch.device, ignore_first: int = 0):
+    """The batch function of a token array: training windows ``(B, T)`` start anywhere in
+    ``train_tokens`` (drawn with the loop's generator); validation batches are rows of the
+    fixed ``validation`` windows. The first ``ignore_first`` targets are left out."""
+    x_val, y_val = validation
+    T, B = spec.context_length, spec.batch_size
+
+    def get_batch(split: str, generator: torch.Generator):
+        if split != "train":
+            rows = torch.randint(len(x_val), (B,), generator=generator)
+            return x_val[rows].to(device), y_val[rows].to(device)
+        starts = torch.randint(len(train_tokens) - T, (B,), generator=generator).tolist()
+        window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1] for s in starts])
+                                  .astype(np.int64))
+        x, y = window[:, :-1], window[:, 1:].clone()
+        y[:, :ignore_first] = IGNORE_INDEX
+        return x.to(device), y.to(device)
+
+    return get_batch
+
+
+def _consecutive_windows(stream, T: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-overlapping windows of ``T`` inputs and their ``T`` next-token targets."""
+    if not isinstance(stream, torch.Tensor):
+        stream = torch.from_numpy(np.asarray(stream, dtype=np.int64))
     n = (len(stream) - 1) // T
     if n < 1:
         raise ValueError(f"the validation sample has {len(stream)} tokens; expected more than "

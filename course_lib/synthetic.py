@@ -33,7 +33,7 @@ import scipy.sparse
 import torch
 
 from .tokenizers import CharTokenizer
-from .validate import require_positive
+from .validate import log_base, require_int, require_positive
 
 __all__ = ["SYMBOLS", "MarkovLanguage"]
 
@@ -42,14 +42,6 @@ __all__ = ["SYMBOLS", "MarkovLanguage"]
 SYMBOLS = "".join(chr(c) for c in [*range(0x21, 0x7F), *range(0xA1, 0x180)] if c != 0xAD)
 _MAX_CONTEXTS = 2**20
 
-
-def _require_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}; got {value!r}")
-    return int(value)
 
 
 class MarkovLanguage:
@@ -69,11 +61,11 @@ class MarkovLanguage:
         concentration: float = 1.0,
         seed: int = 0,
     ) -> None:
-        self.vocab_size = _require_int("vocab_size", vocab_size, 2)
-        self.order = _require_int("order", order, 1)
-        self.branching = _require_int("branching", branching, 1, self.vocab_size)
+        self.vocab_size = require_int("vocab_size", vocab_size, 2)
+        self.order = require_int("order", order, 1)
+        self.branching = require_int("branching", branching, 1, self.vocab_size)
         self.concentration = require_positive("concentration", concentration)
-        self.seed = _require_int("seed", seed, 0)
+        self.seed = require_int("seed", seed, 0)
         self.n_contexts = self.vocab_size**self.order
         if self.n_contexts > _MAX_CONTEXTS:
             raise ValueError(
@@ -132,7 +124,7 @@ class MarkovLanguage:
     def entropy_rate(self, base: float = math.e) -> float:
         """Exact entropy rate ``sum_c pi(c) H(P(.|c))``: nats/token, or bits with ``base=2``."""
         row_entropy = -(self.probs * np.log(self.probs)).sum(axis=1)
-        return float(self.stationary @ row_entropy) / _log_base(base)
+        return float(self.stationary @ row_entropy) / log_base(base)
 
     def conditional_entropy(self, context_length: int, base: float = math.e) -> float:
         """Exact ``H(X_t | previous context_length tokens)`` under the stationary chain.
@@ -140,7 +132,7 @@ class MarkovLanguage:
         The best loss a model that sees only ``context_length`` tokens can reach:
         ``0`` gives the unigram entropy, ``order`` (or more) the entropy rate.
         """
-        m = _require_int("context_length", context_length, 0)
+        m = require_int("context_length", context_length, 0)
         if m >= self.order:
             return self.entropy_rate(base)
         V = self.vocab_size
@@ -151,7 +143,7 @@ class MarkovLanguage:
         marginal = joint.sum(axis=1, keepdims=True)
         mask = joint > 0
         h = -(joint[mask] * np.log((joint / np.where(marginal > 0, marginal, 1))[mask])).sum()
-        return float(h) / _log_base(base)
+        return float(h) / log_base(base)
 
     def unigram(self) -> np.ndarray:
         """Stationary frequency of each token, float64 ``(vocab_size,)``."""
@@ -167,8 +159,8 @@ class MarkovLanguage:
         drawn given the ``order`` before it. Same ``seed`` → same sample. About a
         million tokens per second on one CPU core.
         """
-        n = _require_int("n_tokens", n_tokens, 1)
-        rng = np.random.default_rng(_require_int("seed", seed, 0))
+        n = require_int("n_tokens", n_tokens, 1)
+        rng = np.random.default_rng(require_int("seed", seed, 0))
         V, k = self.vocab_size, self.order
         context = int(rng.choice(self.n_contexts, p=self.stationary))
         start = [(context // V ** (k - 1 - j)) % V for j in range(k)]
@@ -207,7 +199,7 @@ class MarkovLanguage:
         Averaged over positions ``t >= order`` (each scored given its full context); for
         a long sample it converges to :meth:`entropy_rate`.
         """
-        return float(-self.token_log_probs(tokens).mean()) / _log_base(base)
+        return float(-self.token_log_probs(tokens).mean()) / log_base(base)
 
     def _as_tokens(self, tokens: object) -> np.ndarray:
         x = tokens.detach().cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
@@ -250,9 +242,3 @@ class MarkovLanguage:
             raise ValueError(f"text has character {err.args[0]!r}, which is not one of this "
                              f"language's {self.vocab_size} symbols") from None
 
-
-def _log_base(base: float) -> float:
-    base = require_positive("base", base)
-    if base == 1.0:
-        raise ValueError("base must be a positive number other than 1; got 1")
-    return math.log(base)

@@ -22,6 +22,8 @@ __all__ = [
     "require_same_shape",
     "require_positive",
     "require_in_range",
+    "require_int",
+    "log_base",
 ]
 
 
@@ -164,3 +166,23 @@ def require_in_range(
         rb = "]" if closed[1] else ")"
         raise ValueError(f"{name} must be in {lb}{low}, {high}{rb}; got {value!r}")
     return v
+
+
+def require_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """Check an integer (Python or NumPy, not ``bool``) with ``low <= value (<= high)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bound}; got {value!r}")
+    return int(value)
+
+
+def log_base(base: float) -> float:
+    """``ln(base)`` for converting nats: ``bits = nats / log_base(2)``; refuses ``base = 1``."""
+    import math
+
+    base = require_positive("base", base)
+    if base == 1.0:
+        raise ValueError("base must be a positive number other than 1; got 1")
+    return math.log(base)
