@@ -519,6 +519,12 @@ class RunSpec:
             raise bad(f"eval_tokens must be integers in [{batch}, tokens={self.tokens}]",
                       list(points))
         object.__setattr__(self, "eval_tokens", tuple(sorted({int(t) for t in points})))
+        for f in fields(self):  # NumPy integers and floats become plain Python numbers
+            value = getattr(self, f.name)
+            if isinstance(value, np.integer):
+                object.__setattr__(self, f.name, int(value))
+            elif isinstance(value, np.floating):
+                object.__setattr__(self, f.name, float(value))
 
     @property
     def tokens_per_step(self) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -34,9 +35,10 @@ IGNORE_INDEX = -100  # targets equal to this are left out of the loss (as in PyT
 
 
 def _require_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """``value`` as a Python ``int`` (NumPy integers accepted), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name, minimum in (("vocab_size", 1), ("context_length", 1), ("n_layer", 1),
                               ("n_head", 1), ("d_model", 1)):
-            _require_int(name, getattr(self, name), minimum)
+            object.__setattr__(self, name, _require_int(name, getattr(self, name), minimum))
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head}): each "
@@ -70,7 +72,7 @@ class GPTConfig:
             )
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
-        _require_int("d_ff", self.d_ff, 1)
+        object.__setattr__(self, "d_ff", _require_int("d_ff", self.d_ff, 1))
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1); got {self.dropout!r}")
 

@@ -439,3 +439,11 @@ def test_a_run_is_identified_by_its_settings_that_differ_from_the_defaults():
     same = sweep.RunSpec(**base, eval_points=0, schedule_tokens=None)  # defaults, spelled out
     assert sweep.run_id(sweep.RunSpec(**base), data) == sweep.run_id(same, data)
     assert sweep.run_id(sweep.RunSpec(**base, seed=1), data) != sweep.run_id(same, data)
+
+
+def test_numpy_numbers_are_accepted_where_python_numbers_are():
+    spec = sweep.RunSpec("a", np.int64(1), np.int64(8), np.int32(2), tokens=np.int64(4096),
+                         lr=np.float32(0.01), batch_size=4, context_length=8)
+    assert type(spec.d_model) is int and type(spec.lr) is float
+    config = spec.model_config(np.int64(16))
+    assert type(config.vocab_size) is int and config.d_model == 8
