@@ -61,6 +61,7 @@ def stub_source(source: str, exercise: str) -> str:
     lines = source.splitlines()
     parts = [f"# Exercise {exercise}: replace the stubs below with your solution,",
              "# then run the self-check cell that follows."]
+    blanked = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             header_end = node.body[0].lineno - 1
@@ -72,7 +73,9 @@ def stub_source(source: str, exercise: str) -> str:
             parts.append(f"{head}\n{body}")
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             for name in assigned_names(node):
-                parts.append(f"{name} = ...  # your answer")
+                if name not in blanked:
+                    blanked.add(name)
+                    parts.append(f"{name} = ...  # your answer")
     return "\n".join(parts) + "\n"
 
 
