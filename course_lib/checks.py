@@ -308,15 +308,16 @@ def expect_close(
 
     **Choosing a tolerance.** From the measured spread, never by eye: run the
     chapter under each arithmetic CI uses — ``make spread`` executes it with
-    torch's AVX2 and portable kernels and one and two threads, with
+    torch's native and portable kernels and one and two threads, with
     ``$COURSE_CHECK_LOG`` set so that every check appends its value — and
     take the largest deviation from the reference seen across those runs
-    (and on other processors, when known). Set the tolerance to about five
-    times that spread, rounded up to 1, 2 or 5 in the leading digit, and
-    keep it well below the effect the chapter demonstrates (a tolerance as
-    wide as the effect would let a broken result pass). A value that came
-    out bit-identical everywhere still gets a tolerance of a few units in
-    the last digit it is quoted to: another processor may round differently.
+    (and on other processors, when known). The tolerance is the larger of
+    five times that spread and two units of the last digit the chapter
+    quotes the value to, rounded up to 1, 2 or 5 in its leading digit (the
+    spread on one machine underestimates the spread across processors); a
+    rounding error, with reference 0, gets the bound its analysis gives.
+    Keep it well below the effect the chapter demonstrates: a tolerance as
+    wide as the effect would let a broken result pass.
     For GPU tolerances, the same rule on the spread between the CPU
     reference and GPU runs; until that has been measured, a chapter states
     a GPU tolerance as wide as the effect it demonstrates allows.
