@@ -65,8 +65,11 @@ def ensure_colab_cell(nb: nbformat.NotebookNode) -> bool:
     return True
 
 
-def execute(path: Path, timeout: int) -> float:
-    """Execute ``path`` in place; return the wall time in seconds."""
+def execute(path: Path, timeout: int, allow_errors: bool = False) -> float:
+    """Execute ``path`` in place; return the wall time in seconds.
+
+    ``allow_errors`` keeps going after a cell raises (``make spread`` uses it on copies).
+    """
     nb = nbformat.read(path, as_version=4)
     ensure_colab_cell(nb)
     client = NotebookClient(
@@ -76,6 +79,7 @@ def execute(path: Path, timeout: int) -> float:
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=True,
         record_timing=False,
+        allow_errors=allow_errors,
     )
     start = time.perf_counter()
     client.execute()

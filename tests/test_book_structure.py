@@ -6,6 +6,7 @@ uncited key or an exercise without a solution is reported by name.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -165,3 +166,59 @@ def test_first_code_cell_installs_the_course_on_colab(notebook):
     assert INSTALL_TAG in first.metadata.get("tags", []), "first code cell is the Colab install"
     assert first.source == colab_cell_source(), (
         "the install cell is stale (repository URL or data pins changed): run `make execute`")
+
+
+def _code(notebook):
+    return [(i, c) for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
+
+
+def _tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def test_ignored_outputs_are_checked_elsewhere(notebook):
+    """An output nbval ignores must be checked: by the cell itself (tagged ``check``), by a
+    check cell after it (past any other ignored cells), or be excused by its metadata's
+    ``ignore_reason`` (a widget, a temporary path, timings — which no test checks)."""
+    code = _code(notebook)
+    for n, (i, cell) in enumerate(code):
+        tags = _tags(cell)
+        if "nbval-ignore-output" not in tags or "check" in tags or (
+                cell.metadata.get("ignore_reason")):
+            continue
+        if "solution" in tags:
+            continue  # its self-check follows the solution
+        later = [c for _, c in code[n + 1:]]
+        following = next((c for c in later if "nbval-ignore-output" not in _tags(c)
+                          or "check" in _tags(c)), None)
+        assert following is not None and "check" in _tags(following), (
+            f"cell {i} is tagged nbval-ignore-output, but no check cell follows it: check "
+            "its numbers with checks.expect_close in a cell tagged 'check', or say in "
+            "metadata['ignore_reason'] why they need no check")
+
+
+def test_check_cells_show_every_result(notebook):
+    """A self-check's result is shown only if it is the cell's last expression or printed."""
+    for i, cell in _code(notebook):
+        if "checks.check_" not in cell.source or cell.source.lstrip().startswith("%"):
+            continue
+        body = ast.parse(cell.source).body
+        for stmt in body[:-1]:
+            if (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+                    and "checks.check_" in ast.unparse(stmt.value.func)):
+                assert False, (f"cell {i}: the result of {ast.unparse(stmt.value.func)} "
+                               f"(line {stmt.lineno}) is never shown; wrap it in print()")
+
+
+TIMING_WORDS = ("perf_counter", "timeit", "benchmark", "latency", "throughput", "speedup",
+                "seconds", "wall_time", "mfu")
+
+
+def test_no_check_asserts_a_timing(notebook):
+    """Timings depend on the machine and its load: benchmarks print them, checks never
+    compare them (neither tolerance checks nor a learner's self-checks)."""
+    for i, cell in _code(notebook):
+        if "check" not in _tags(cell) and "checks.check_" not in cell.source:
+            continue
+        words = [w for w in TIMING_WORDS if w in cell.source.lower()]
+        assert not words, f"check cell {i} uses {words}: no check may depend on a timing"

@@ -111,7 +111,7 @@ def test_check_value_pass_fail_and_placeholder():
     assert checks.check_value("x", 1.0, expected=1.0)
     fail = checks.check_value("x", 2.0, expected=1.0, hint="divide by ln 2")
     assert not fail and "got 2, expected 1" in repr(fail) and "Hint: divide by ln 2" in repr(fail)
-    assert "not done yet" in repr(checks.check_value("x", ..., expected=1.0))
+    assert "not attempted yet" in repr(checks.check_value("x", ..., expected=1.0))
     assert "expected shape" in repr(checks.check_value("v", [1.0, 2.0], expected=[1.0]))
 
 
@@ -120,7 +120,7 @@ def test_check_function_reports_stub_wrong_value_and_success():
         raise NotImplementedError
 
     cases = [([0.5, 0.5],), ([0.9, 0.1],)]
-    assert "not done yet" in repr(checks.check_function("H", stub, reference=losses.entropy, cases=cases))
+    assert "not attempted yet" in repr(checks.check_function("H", stub, reference=losses.entropy, cases=cases))
     wrong = checks.check_function("H", lambda p: losses.entropy(p, base=2), reference=losses.entropy,
                                   cases=cases, hint="natural log")
     assert not wrong and "case 1" in repr(wrong)
