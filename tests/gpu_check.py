@@ -12,7 +12,11 @@ with a time limit, the whole under ``--budget`` seconds (8 minutes on one H200):
 4. ``bench``       — ``python -m course_lib.bench train`` in bf16 on the GPT-2-small shape:
    step times, tokens/s, and MFU against the datasheet's dense bf16 peak (from the table
    in ``course_lib.bench``, never a number written here) and against a measured bf16
-   matmul.
+   matmul;
+5. ``scaling``     — chapter 9's GPU grid (``notebooks/results/scaling/gpu_corpus_grid.json``:
+   GPTs of 0.8M to 85M parameters on the real text, bf16) into
+   ``notebooks/results/gpu/corpus_sweep.jsonl``, which chapter 9 shows when it exists.
+   The sweep resumes, so a second loan finishes what a first one started.
 
 It writes ``report.json`` (every step's status, time, output tail and numbers, with
 provenance) and a readable ``report.md`` to ``--out``; commit both. Steps after a
@@ -147,6 +151,33 @@ def bench(ctx: Context) -> dict:
     return result
 
 
+def scaling(ctx: Context) -> dict:
+    out = ctx.out / "corpus_sweep.jsonl"
+    if ctx.dry_run:  # two tiny runs on the key-value language, on the CPU
+        grid = ctx.out / "dry_grid.json"
+        grid.write_text(json.dumps({
+            "data": {"kind": "keyvalue", "vocab_size": 8, "key_length": 2,
+                     "value_length": 2, "n_keys": 40, "val_tokens": 2048},
+            "defaults": {"batch_size": 4, "context_length": 8},
+            "models": [{"name": "a", "n_layer": 1, "d_model": 8, "n_head": 2, "lr": 0.01}],
+            "tokens": [256, 512]}))
+        out.unlink(missing_ok=True)
+        device = "cpu"
+    else:
+        grid = ROOT / "notebooks/results/scaling/gpu_corpus_grid.json"
+        device = "cuda"
+    result = _run(ctx, [PYTHON, "-m", "course_lib.sweep", "--grid", str(grid), "--out",
+                        str(out), "--device", device, "--no-progress"], 240)
+    if out.exists():
+        from course_lib.results import load_results
+
+        records = load_results(out)
+        result["numbers"] = {"runs": len(records), "runs_in_grid": None if ctx.dry_run else 12,
+                             "losses": {r["spec"]["name"]: r["result"]["final_val_loss"]
+                                        for r in records}}
+    return result
+
+
 @dataclass
 class Step:
     name: str
@@ -154,12 +185,13 @@ class Step:
     seconds: float  # the time limit; a step starts only if this much budget is left
 
 
-#: The steps, in order. Add a GPU step here (e.g. a scaling-grid run for chapter 9).
+#: The steps, in order (a step is one function ``step(ctx) -> dict`` and a time limit).
 STEPS = [
     Step("environment", environment, 10),
-    Step("unit", unit, 180),
-    Step("notebooks", notebooks, 300),
-    Step("bench", bench, 120),
+    Step("unit", unit, 120),
+    Step("notebooks", notebooks, 240),
+    Step("bench", bench, 90),
+    Step("scaling", scaling, 240),
 ]
 
 
@@ -180,6 +212,10 @@ def markdown(report: dict) -> str:
         for who, label in (("ours", "course_lib GPT"), ("hf", "HF GPT2LMHeadModel")):
             lines.append(f"| {label} | {numbers[who + '_step_s'] * 1e3:.1f} | "
                          f"{numbers[who + '_tokens_per_s']:,.0f} | {numbers[who + '_mfu']:.1%} |")
+    grid = report["steps"].get("scaling", {}).get("numbers")
+    if grid:
+        lines += ["", f"Scaling grid: {grid['runs']} runs recorded in corpus_sweep.jsonl "
+                  "(chapter 9 shows them)."]
     failed = [n for n, s in report["steps"].items() if s["status"] not in ("passed",)]
     lines += ["", "All steps passed." if not failed else f"Not passed: {', '.join(failed)} "
               "(output tails in report.json)."]

@@ -36,3 +36,10 @@ def test_a_step_left_without_budget_is_skipped_not_run(tmp_path):
     assert status == 1 and report["steps"]["unit"]["status"] == "skipped"
     names = [s.name for s in gpu_check.STEPS]
     assert len(names) == len(set(names)) and names[0] == "environment"
+
+
+def test_the_scaling_step_records_its_runs(tmp_path):
+    status = gpu_check.main(["--dry-run", "--steps", "scaling", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert status == 0 and report["steps"]["scaling"]["numbers"]["runs"] == 2
+    assert "Scaling grid: 2 runs" in (tmp_path / "report.md").read_text()
