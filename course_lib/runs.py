@@ -143,8 +143,31 @@ class KeyValueData:
                                "position_entropies": language.position_entropies().tolist()}
 
 
+class _HeldOutTokens:
+    """Shared by the token-array kinds: random training windows from ``splits()[0]``,
+    validation on ``splits()[1]`` cut into consecutive windows (at most ``val_windows``);
+    no known floor."""
+
+    val_windows: int
+    positions = None
+
+    def splits(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def batch_fn(self, spec: RunSpec, device: torch.device):
+        return _window_batches(self.splits()[0], self.validation_windows(spec.context_length),
+                               spec, device)
+
+    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = _consecutive_windows(self.splits()[1], context_length)
+        return x[: self.val_windows], y[: self.val_windows]
+
+    def true_loss(self, context_length: int) -> None:
+        return None
+
+
 @dataclass(frozen=True)
-class TokenData:
+class TokenData(_HeldOutTokens):
     """A corpus already tokenized into a ``.npy`` file; the last ``val_fraction`` validates.
 
     Training windows start at random positions of the training part (a corpus is
@@ -182,19 +205,6 @@ class TokenData:
                 raise ValueError(f"data path {self.path!r} has sha256 {found}; the grid "
                                  f"expects {self.sha256}: the token file changed")
 
-    def batch_fn(self, spec: RunSpec, device: torch.device):
-        return _window_batches(self.splits()[0], self.validation_windows(spec.context_length),
-                               spec, device)
-
-    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = _consecutive_windows(self.splits()[1], context_length)
-        return x[: self.val_windows], y[: self.val_windows]
-
-    def true_loss(self, context_length: int) -> None:
-        return None
-
-    positions = None
-
     def describe(self) -> dict:
         train_tokens, val = self.splits()
         return asdict(self) | {"train_tokens": len(train_tokens), "val_tokens": len(val)}
@@ -224,7 +234,7 @@ def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarr
 
 
 @dataclass(frozen=True)
-class CorpusData:
+class CorpusData(_HeldOutTokens):
     """The course's real text — Shakespeare and WordNet — in byte-level BPE tokens.
 
     The tokenizer is trained on the training part only (:func:`course_lib.corpora.
@@ -249,18 +259,8 @@ class CorpusData:
     def check(self, spec: RunSpec) -> None:
         pass
 
-    def batch_fn(self, spec: RunSpec, device: torch.device):
-        return _window_batches(self.arrays()[0], self.validation_windows(spec.context_length),
-                               spec, device)
-
-    def validation_windows(self, context_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = _consecutive_windows(self.arrays()[1], context_length)
-        return x[: self.val_windows], y[: self.val_windows]
-
-    def true_loss(self, context_length: int) -> None:
-        return None
-
-    positions = None
+    def splits(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays()[:2]
 
     def describe(self) -> dict:
         return asdict(self) | self.arrays()[2]
