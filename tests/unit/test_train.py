@@ -146,7 +146,7 @@ def test_trains_and_checkpoints_a_transformers_masked_lm(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(max_steps=0), "max_steps must be a positive integer; got 0"),
     (dict(max_steps=5, lr=-1.0), "lr must be a positive number; got -1.0"),
-    (dict(max_steps=5, warmup_steps=6), r"warmup_steps \(6\) exceeds max_steps \(5\)"),
+    (dict(max_steps=5, warmup_steps=6), r"warmup_steps \(6\) exceeds the schedule's 5 steps"),
     (dict(max_steps=5, precision="fp16"), "precision must be 'auto', 'fp32' or 'bf16'"),
     (dict(max_steps=5, grad_clip=0.0), "grad_clip must be positive or None; got 0.0"),
 ])
