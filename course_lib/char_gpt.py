@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,11 @@ def _load(model: GPT, train_config: TrainConfig, weights: Path, meta_path: Path)
     wanted = json.loads(json.dumps(asdict(train_config)))
     stored = dict(meta.get("train_config") or {})
     stored.pop("progress", None), wanted.pop("progress")  # showing a bar changes nothing
+    defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig)
+                                      if f.name in wanted and f.name not in stored}))
+    for key in set(wanted) - set(stored):  # settings added to TrainConfig since the
+        if wanted[key] == defaults.get(key):  # file was written, left at their defaults,
+            wanted.pop(key)  # change nothing
     if stored != wanted:
         raise ValueError(f"{meta_path} was trained with {meta.get('train_config')}; this call "
                          f"asks for {asdict(train_config)}. Delete {weights.name} and "
