@@ -44,6 +44,23 @@ def test_a_different_recipe_or_a_changed_file_is_refused(tmp_path):
         train_or_load(tmp_path / "m", CONFIG, get(), TRAIN)
 
 
+def test_a_file_older_than_new_defaulted_settings_still_loads(tmp_path):
+    """A setting added to TrainConfig after a file was written, and left at its default,
+    changes nothing; set to anything else, it is a different recipe."""
+    import json
+
+    train_or_load(tmp_path / "m", CONFIG, get(), TRAIN, device="cpu")
+    meta_path = tmp_path / "m.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["train_config"]["schedule_steps"], meta["train_config"]["eval_steps"]
+    meta_path.write_text(json.dumps(meta))
+    _, loaded = train_or_load(tmp_path / "m", CONFIG, get(), TRAIN, device="cpu")
+    assert loaded["loaded"]
+    with pytest.raises(ValueError, match="was trained with"):
+        train_or_load(tmp_path / "m", CONFIG, get(),
+                      dataclasses.replace(TRAIN, schedule_steps=6))
+
+
 def test_evaluate_lm_is_deterministic_and_near_log_v_untrained():
     torch.manual_seed(0)
     from course_lib.models import GPT
