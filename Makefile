@@ -2,8 +2,9 @@
 #
 #   make book      set up .venv (first time, or when a requirements file changes) and
 #                  build the HTML book from the outputs stored in the notebooks
-#   make test      the same set-up, then every check: unit tests, nbval twice (the chapters,
-#                  then their lab checks under a second arithmetic), strict build, browser
+#   make test      the same set-up, then every check: the import layers, unit tests, nbval
+#                  twice (the chapters, then their lab checks under a second arithmetic),
+#                  strict build, browser
 #   make execute   re-run the notebooks and store their outputs
 #   make lab       open JupyterLab on the notebooks
 #   make labs      write student copies (solutions stubbed) and instructor copies to _build/labs
@@ -74,6 +75,7 @@ test: $(STAMP) unit nbval nbval-labs book-strict browser
 	@echo "All checks passed."
 
 unit: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(PYTEST) -q -n $(WORKERS) tests/unit tests/test_book_structure.py tests/test_labs.py \
 	  --doctest-modules course_lib
 

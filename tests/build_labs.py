@@ -178,7 +178,7 @@ def _copy(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def _marked(check: nbformat.NotebookNode, part: str) -> nbformat.NotebookNode:
     """The self-check, run again with its outputs unchecked, noting where history stood."""
     cell = _copy(check)
-    cell.source = ("_lab_seen = len(__import__('course_lib.checks').checks.history())\n"
+    cell.source = ("_lab_seen = len(__import__('course_lib.core.checks').core.checks.history())\n"
                    + check.source)
     cell.outputs, cell.execution_count = [], None
     cell.metadata = {"tags": ["nbval-ignore-output"], LAB_PART: part}
@@ -193,7 +193,7 @@ def _expect(status: str, label: str, stage: str) -> nbformat.NotebookNode:
     return _lab_cell(
         f"# lab check, {label}, {stage}: the self-check must say {status!r}\n"
         "_lab_got = [r.status for r in\n"
-        "            __import__('course_lib.checks').checks.history()[_lab_seen:]]\n"
+        "            __import__('course_lib.core.checks').core.checks.history()[_lab_seen:]]\n"
         f"assert _lab_got and {rule}, (\n"
         f"    {label!r}, {stage!r}, _lab_got)", "assert")
 
@@ -242,7 +242,7 @@ def lab_check_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 t for t in nb.cells[i].metadata.get("tags", []) if t != SOLUTION_TAG]}
             cells.append(cell)
         again = _copy(nb.cells[e.check])
-        again.source = ("_lab_seen = len(__import__('course_lib.checks').checks.history())\n"
+        again.source = ("_lab_seen = len(__import__('course_lib.core.checks').core.checks.history())\n"
                         + again.source)
         again.metadata[LAB_PART] = "solution"
         cells += [again, _expect("passed", e.label, "solution")]

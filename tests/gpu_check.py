@@ -9,9 +9,9 @@ with a time limit, the whole under ``--budget`` seconds (8 minutes on one H200):
 2. ``unit``        — the unit tests with ``COURSE_DEVICE=cuda`` (``test_gpu.py`` among them);
 3. ``notebooks``   — the chapters in GPU mode: ``make nbval DEVICE=cuda`` (nbval in lax
    mode: every cell must run, and every tolerance check, with its GPU tolerance, must pass);
-4. ``bench``       — ``python -m course_lib.bench train`` in bf16 on the GPT-2-small shape:
+4. ``bench``       — ``python -m course_lib.scaling.bench train`` in bf16 on the GPT-2-small shape:
    step times, tokens/s, and MFU against the datasheet's dense bf16 peak (from the table
-   in ``course_lib.bench``, never a number written here) and against a measured bf16
+   in ``course_lib.scaling.bench``, never a number written here) and against a measured bf16
    matmul;
 5. ``scaling``     — chapter 9's GPU grid (``notebooks/results/scaling/gpu_corpus_grid.json``:
    GPTs of 0.8M to 85M parameters on the real text, bf16) into
@@ -78,8 +78,8 @@ def _run(ctx: Context, command: list[str], limit: float, **env) -> dict:
 def environment(ctx: Context) -> dict:
     import torch
 
-    from course_lib import bench
-    from course_lib.provenance import provenance
+    from course_lib.scaling import bench
+    from course_lib.core.provenance import provenance
 
     start = time.monotonic()
     cuda = torch.cuda.is_available()
@@ -126,7 +126,7 @@ def bench(ctx: Context) -> dict:
             "--batch-size", "2"] if ctx.dry_run else [
         "--preset", "gpt2-small", "--device", "cuda", "--precision", "bf16",
         "--repeats", "10", "--warmup", "3"]
-    result = _run(ctx, [PYTHON, "-m", "course_lib.bench", "train", *args, "--out", str(out)],
+    result = _run(ctx, [PYTHON, "-m", "course_lib.scaling.bench", "train", *args, "--out", str(out)],
                   180)
     if result["status"] == "passed":
         r = json.loads(out.read_text())
@@ -141,7 +141,7 @@ def bench(ctx: Context) -> dict:
                                     / r["peak_flops"]))},
             "ratio_ours_over_hf": r["ratio"]}
         if not ctx.dry_run:  # the same MFU against what the chip reaches on a matmul
-            from course_lib.bench import measure_matmul_flops
+            from course_lib.scaling.bench import measure_matmul_flops
 
             import torch
             matmul = measure_matmul_flops("cuda", torch.bfloat16, 8192, 10)
@@ -166,10 +166,10 @@ def scaling(ctx: Context) -> dict:
     else:
         grid = ROOT / "notebooks/results/scaling/gpu_corpus_grid.json"
         device = "cuda"
-    result = _run(ctx, [PYTHON, "-m", "course_lib.sweep", "--grid", str(grid), "--out",
+    result = _run(ctx, [PYTHON, "-m", "course_lib.scaling.sweep", "--grid", str(grid), "--out",
                         str(out), "--device", device, "--no-progress"], 240)
     if out.exists():
-        from course_lib.results import load_results
+        from course_lib.scaling.results import load_results
 
         records = load_results(out)
         result["numbers"] = {"runs": len(records), "runs_in_grid": None if ctx.dry_run else 12,
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              *(argv or sys.argv[1:])]),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "seconds": round(time.monotonic() - start, 1), "steps": steps}
-    from course_lib.checkpoint import write_json_atomic
+    from course_lib.training.checkpoint import write_json_atomic
 
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")

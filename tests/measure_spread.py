@@ -6,7 +6,7 @@
 Executes copies of the chapters once per *variant* — torch's kernels for this
 processor (``native``) or its portable ones (``default``, i.e.
 ``ATEN_CPU_CAPABILITY=default``), with 1 or 2 threads — with
-``$COURSE_CHECK_LOG`` set, so that every :func:`course_lib.checks.expect_close`
+``$COURSE_CHECK_LOG`` set, so that every :func:`course_lib.core.checks.expect_close`
 records the value it measured. A check outside its tolerance is recorded too
 (the copies are executed with errors allowed). Then, for every check, it prints
 the reference, the largest deviation from it over the variants, and the ratio

@@ -139,7 +139,7 @@ def test_the_lab_check_begins_with_the_student_copy(chapter):
     parts = [c.metadata[LAB_PART] for c in lab if c.metadata[LAB_PART] != "assert"]
     first = [c for c in lab if c.metadata[LAB_PART] != "assert"][:len(student)]
     assert "student" not in parts[len(student):], "the rounds come after the student copy"
-    marked = "_lab_seen = len(__import__('course_lib.checks').checks.history())\n"
+    marked = "_lab_seen = len(__import__('course_lib.core.checks').core.checks.history())\n"
     assert [c.source.removeprefix(marked) for c in first] == [c.source for c in student]
     assert all(c.metadata[LAB_PART] == "student" for c in first)
     chapter_code = [c for c in chapter.cells if c.cell_type == "code"]
@@ -153,7 +153,7 @@ def test_the_lab_check_begins_with_the_student_copy(chapter):
 
 def tiny_chapter(solution: str, mistake: str, check: str) -> nbformat.NotebookNode:
     cells = [
-        nbformat.v4.new_code_cell("from course_lib import checks"),
+        nbformat.v4.new_code_cell("from course_lib.core import checks"),
         nbformat.v4.new_markdown_cell("```{exercise} X\n:label: ex-x\n\nStore 2 in `x`.\n```\n"
                                       "````{solution-start} ex-x\n:class: dropdown\n````"),
         nbformat.v4.new_code_cell(solution, metadata={"tags": [SOLUTION_TAG],

@@ -1,6 +1,16 @@
-"""Models built in the course: the GPT of chapter 4 (``gpt``) and its KV cache (chapter 11)."""
+"""Layer 1, ``models``: the networks and what can be counted or changed about them.
 
-from .gpt import GPT, GPTConfig
-from .kv_cache import KVCache
+May import ``core``; never ``data``, ``training``, ``scaling`` or ``recipes``.
+
+* ``gpt``        — the GPT of chapter 4; ``kv_cache`` — its cache for generation (ch. 11)
+* ``flops``      — exact parameter counts and FLOPs per token; the one FLOP-accounting API
+* ``memory``     — training-memory estimate and measurement (chapter 4)
+* ``lora``       — LoRA from scratch, merged and unmerged, checked against ``peft`` (ch. 7)
+* ``compress``   — int8 quantization, pruning, sizes on disk, generation timing (ch. 11)
+* ``prompting``  — scoring a model's answer to a prompt (chapter 12)
+"""
+
+from course_lib.models.gpt import GPT, GPTConfig
+from course_lib.models.kv_cache import KVCache
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]

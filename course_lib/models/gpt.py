@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kv_cache import KVCache
+from course_lib.models.kv_cache import KVCache
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "weight_decay_groups"]
 

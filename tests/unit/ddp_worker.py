@@ -6,10 +6,10 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from course_lib.data import train_val_batches
+from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPT, GPTConfig
-from course_lib.train import TrainConfig, train
-from course_lib.train_cli import random_walk_tokens
+from course_lib.training.loop import TrainConfig, train
+from course_lib.training.cli import random_walk_tokens
 
 
 def main(out: str) -> None:

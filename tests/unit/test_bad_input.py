@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from course_lib import checks, device, glue, losses, seeding
+from course_lib.core import checks, device, glue, losses, seeding
 
 NAN = float("nan")
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from course_lib import bench
+from course_lib.scaling import bench
 from course_lib.models import GPTConfig
 
 

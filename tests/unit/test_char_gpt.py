@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.char_gpt import evaluate_lm, train_or_load
-from course_lib.data import train_val_batches
+from course_lib.recipes.char_gpt import evaluate_lm, train_or_load
+from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPTConfig
-from course_lib.train import TrainConfig
+from course_lib.training.loop import TrainConfig
 
 CONFIG = GPTConfig(vocab_size=12, context_length=8, n_layer=1, n_head=2, d_model=16)
 TRAIN = TrainConfig(max_steps=3, lr=1e-2, progress=False, eval_batches=1)

@@ -6,7 +6,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from course_lib import checkpoint
+from course_lib.training import checkpoint
 from course_lib.models import GPT, GPTConfig
 
 CONFIG = GPTConfig(vocab_size=20, context_length=8, n_layer=1, n_head=2, d_model=16)
@@ -116,7 +116,7 @@ def test_loading_a_non_checkpoint_or_a_wrong_model_is_refused(tmp_path):
 def test_file_sha256_and_verify(tmp_path):
     import hashlib
 
-    from course_lib.checkpoint import file_sha256, verify_sha256
+    from course_lib.training.checkpoint import file_sha256, verify_sha256
 
     (tmp_path / "w.bin").write_bytes(b"weights" * 1000)
     digest = file_sha256(tmp_path / "w.bin")
@@ -131,7 +131,7 @@ def test_file_sha256_and_verify(tmp_path):
 def test_provenance_names_versions_and_device():
     import torch
 
-    from course_lib.provenance import provenance
+    from course_lib.core.provenance import provenance
 
     record = provenance("cpu", command="demo")
     assert record["versions"]["torch"] == torch.__version__

@@ -8,7 +8,7 @@ import pytest
 import torch
 from nbval.plugin import get_sanitize_patterns
 
-from course_lib import checks
+from course_lib.core import checks
 
 SANITIZE = Path(__file__).resolve().parents[1] / "nbval_sanitize.cfg"
 

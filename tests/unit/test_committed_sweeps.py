@@ -1,7 +1,7 @@
 """The committed sweep results are exactly what their committed grids produce.
 
 Every record under ``notebooks/results/scaling`` must be a run of the grid beside it
-(same ``run_id``, same spec), so that ``python -m course_lib.sweep --grid G --out R``
+(same ``run_id``, same spec), so that ``python -m course_lib.scaling.sweep --grid G --out R``
 reproduces the file: rerun, it finds every run done, and deleting a record makes it
 train exactly that run again.
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import sweep
-from course_lib.results import load_results
-from course_lib.runs import RunSpec
+from course_lib.scaling import sweep
+from course_lib.scaling.results import load_results
+from course_lib.scaling.runs import RunSpec
 
 RESULTS = Path(__file__).resolve().parents[2] / "notebooks" / "results" / "scaling"
 PAIRS = sorted((g, g.with_name(g.name.replace("_grid.json", ".jsonl")))

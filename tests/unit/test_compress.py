@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from course_lib import compress
+from course_lib.models import compress
 from course_lib.models import GPT, GPTConfig
 
 CONFIG = GPTConfig(vocab_size=40, context_length=16, n_layer=2, n_head=2, d_model=64)

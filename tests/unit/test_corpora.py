@@ -1,10 +1,10 @@
-"""course_lib.corpora: the offline corpora and the WordNet category task."""
+"""course_lib.data.corpora: the offline corpora and the WordNet category task."""
 
 import importlib.util
 
 import pytest
 
-from course_lib import corpora
+from course_lib.data import corpora
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
-"""course_lib.data: the token cache (atomic, keyed, memory-mapped) and LM batches."""
+"""course_lib.data.tokens: the token cache (atomic, keyed, memory-mapped) and LM batches."""
 
 import numpy as np
 import pytest
 import torch
 
-from course_lib import atomic, data
-from course_lib.seeding import make_generator
-from course_lib.tokenizers import CharTokenizer
+from course_lib.core import atomic
+from course_lib.data import tokens as data
+from course_lib.core.seeding import make_generator
+from course_lib.data.tokenizers import CharTokenizer
 
 TEXT = "to be, or not to be: that is the question.\n" * 50
 

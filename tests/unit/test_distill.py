@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import losses
-from course_lib.distill import distillation_loss, distillation_loss_fn
+from course_lib.core import losses
+from course_lib.training.distill import distillation_loss, distillation_loss_fn
 
 
 def logits(seed, shape=(2, 5, 7)):

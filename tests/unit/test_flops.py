@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
                           BertModel, GPT2Config, GPT2LMHeadModel)
 
-from course_lib import flops
+from course_lib.models import flops
 from course_lib.models import GPT, GPTConfig
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.keyvalue import KeyValueLanguage
+from course_lib.data.keyvalue import KeyValueLanguage
 
 SMALL = dict(vocab_size=8, key_length=3, value_length=2, n_keys=200, zipf_exponent=1.4)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
-from course_lib.lora import (LoRALinear, apply_lora, copy_lora_weights_from_peft,
+from course_lib.models.lora import (LoRALinear, apply_lora, copy_lora_weights_from_peft,
                              count_parameters, lora_layers, merge_lora, unmerge_lora)
 from finetune_fixtures import tiny_classifier
 

@@ -1,4 +1,4 @@
-"""course_lib.losses against PyTorch / SciPy, known values, gradients and stability."""
+"""course_lib.core.losses against PyTorch / SciPy, known values, gradients and stability."""
 
 import math
 
@@ -8,7 +8,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-from course_lib import losses
+from course_lib.core import losses
 
 DT = torch.float64
 

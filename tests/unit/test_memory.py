@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from course_lib import memory
+from course_lib.models import memory
 from course_lib.models import GPT, GPTConfig
 
 

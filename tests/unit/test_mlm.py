@@ -6,7 +6,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling,
                           PreTrainedTokenizerFast)
 
-from course_lib.mlm import IGNORE_INDEX, mask_tokens, tiny_bert, tiny_bert_config
+from course_lib.training.masked import IGNORE_INDEX, mask_tokens, tiny_bert, tiny_bert_config
 
 SPECIAL = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 VOCAB = {name: i for i, name in enumerate(SPECIAL)} | {f"w{i}": i + 5 for i in range(45)}

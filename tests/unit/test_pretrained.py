@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from course_lib.checkpoint import file_sha256
-from course_lib.pretrained import (MINILM_SHA256, WeightsHashError, classifier_from_masked_lm,
+from course_lib.training.checkpoint import file_sha256
+from course_lib.recipes.pretrained import (MINILM_SHA256, WeightsHashError, classifier_from_masked_lm,
                                    load_classifier, load_tokenizer, minilm_dir, resolve,
                                    tied_mlm_head)
 from finetune_fixtures import tiny_masked_lm

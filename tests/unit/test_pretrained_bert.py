@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification
 
-from course_lib import mlm
-from course_lib.tokenizers import train_wordpiece
+from course_lib.training import masked as mlm
+from course_lib.data.tokenizers import train_wordpiece
 
 TEXTS = [f"the {a} {b} sat on the {c}." for a in ("big", "small", "red")
          for b in ("dog", "cat", "bird") for c in ("mat", "roof", "tree", "chair")]
@@ -111,7 +111,7 @@ def test_the_committed_tiny_bert_is_the_default_recipe_and_beats_random_init():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from course_lib.corpora import load_corpus, wordnet_categories
+    from course_lib.data.corpora import load_corpus, wordnet_categories
 
     folder = mlm.default_tiny_bert_dir()
     manifest = json.loads((folder / "pretraining.json").read_text())

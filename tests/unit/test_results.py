@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_lib import results
-from course_lib.budget import BudgetExceededError, FlopBudget
+from course_lib.scaling import results
+from course_lib.scaling.budget import BudgetExceededError, FlopBudget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 WRITER = """
 import sys
-from course_lib import results
+from course_lib.scaling import results
 for i in range(int(sys.argv[3])):
     results.append_record(sys.argv[1], {"run_id": f"{sys.argv[2]}-{i}", "pad": "x" * 3000})
 """
@@ -96,7 +96,7 @@ def test_a_claimed_run_cannot_be_claimed_twice_until_its_owner_dies(tmp_path):
     claim = tmp_path / "runs.jsonl.claims" / "r0"
     owner = json.loads(claim.read_text())
     assert owner["pid"] == os.getpid()
-    other = subprocess.run([sys.executable, "-c", "import sys; from course_lib import results;"
+    other = subprocess.run([sys.executable, "-c", "import sys; from course_lib.scaling import results;"
                             f" sys.exit(0 if results.claim_run({str(path)!r}, 'r0') else 3)"],
                            env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert other.returncode == 3  # taken by a live process (this one)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from course_lib.run_cache import cached_run, load_runs
+from course_lib.core.store import cached_run, load_runs
 
 
 def test_computed_once_then_loaded_and_recomputed_when_the_spec_changes(tmp_path):
@@ -52,7 +52,7 @@ def test_bad_files_and_names(tmp_path):
 
 
 def test_compute_minutes_sums_the_recorded_wall_times(tmp_path):
-    from course_lib.run_cache import compute_minutes
+    from course_lib.core.store import compute_minutes
 
     path = tmp_path / "runs.json"
     assert compute_minutes(path) == 0

@@ -1,4 +1,4 @@
-"""course_lib.scaling and course_lib.published_laws: recovery, intervals, allocation, errors."""
+"""course_lib.scaling.fits and course_lib.scaling.published_laws: recovery, intervals, allocation, errors."""
 
 import functools
 import math
@@ -8,15 +8,15 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from course_lib import scaling
-from course_lib.published_laws import (
+from course_lib.scaling import fits as scaling
+from course_lib.scaling.published_laws import (
     BESIROGLU_2024,
     GOPHER_BUDGET_FLOPS,
     HOFFMANN_2022,
     KAPLAN_2020,
     PF_DAY_FLOPS,
 )
-from course_lib.scaling import (
+from course_lib.scaling.fits import (
     ChinchillaLaw,
     bootstrap,
     compute_optimal,

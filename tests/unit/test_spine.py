@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks, device, glue, losses, plotting, seeding
+from course_lib.core import checks, device, glue, losses, plotting, seeding
 
 
 # --- device --------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_check_function_rejects_non_callables_politely():
 
 
 def test_as_tensor_keeps_python_floats_in_float64():
-    from course_lib.validate import as_tensor
+    from course_lib.core.validate import as_tensor
 
     t = as_tensor("x", [0.1, 1.1])
     assert t.dtype == torch.float64 and t[0].item() == 0.1 and t[1].item() == 1.1

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import flops, sweep
-from course_lib import runs as run_module
-from course_lib.budget import BudgetExceededError, FlopBudget
-from course_lib.results import load_results
+from course_lib.models import flops
+from course_lib.scaling import sweep
+from course_lib.scaling import runs as run_module
+from course_lib.scaling.budget import BudgetExceededError, FlopBudget
+from course_lib.scaling.results import load_results
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = {"kind": "keyvalue", "vocab_size": 8, "key_length": 2, "value_length": 2,
@@ -278,7 +279,7 @@ def write_grid(tmp_path, **extra) -> Path:
 
 def cli(*args, **kwargs):
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "course_lib.sweep", *args, "--no-progress"],
+    return subprocess.Popen([sys.executable, "-m", "course_lib.scaling.sweep", *args, "--no-progress"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
 

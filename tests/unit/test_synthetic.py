@@ -1,4 +1,4 @@
-"""course_lib.synthetic: a Markov language whose entropy rate is known exactly."""
+"""course_lib.data.synthetic: a Markov language whose entropy rate is known exactly."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.synthetic import SYMBOLS, MarkovLanguage
-from course_lib.tokenizers import CharTokenizer
+from course_lib.data.synthetic import SYMBOLS, MarkovLanguage
+from course_lib.data.tokenizers import CharTokenizer
 
 
 @pytest.fixture(scope="module")

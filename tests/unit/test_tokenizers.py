@@ -1,11 +1,11 @@
-"""course_lib.tokenizers: characters and byte-level BPE, saved and loaded."""
+"""course_lib.data.tokenizers: characters and byte-level BPE, saved and loaded."""
 
 import json
 
 import pytest
 
-from course_lib import tokenizers
-from course_lib.tokenizers import BPETokenizer, CharTokenizer, train_bpe
+from course_lib.data import tokenizers
+from course_lib.data.tokenizers import BPETokenizer, CharTokenizer, train_bpe
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
         "All:\nSpeak, speak.\n\n   First Citizen:\nYou are all resolved rather to die "

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import train as T
-from course_lib.data import train_val_batches
+from course_lib.training import loop as T
+from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPT, GPTConfig
-from course_lib.tokenizers import CharTokenizer
-from course_lib.train_cli import main, random_walk_tokens
+from course_lib.data.tokenizers import CharTokenizer
+from course_lib.training.cli import main, random_walk_tokens
 
 CONFIG = GPTConfig(vocab_size=16, context_length=16, n_layer=1, n_head=2, d_model=32)
 TOKENS = random_walk_tokens(20_000, vocab_size=16, max_step=2, seed=0)  # entropy rate ln 2
@@ -87,7 +87,7 @@ def test_resume_reaches_the_same_result_as_an_uninterrupted_run(tmp_path):
 
 def fresh_resumed_weights(tmp_path, run_name="cut"):
     """Weights of the final checkpoint of a run, loaded into a new model."""
-    from course_lib.checkpoint import latest_checkpoint, load_checkpoint
+    from course_lib.training.checkpoint import latest_checkpoint, load_checkpoint
 
     model = fresh_model(seed=1)
     load_checkpoint(latest_checkpoint(tmp_path / run_name), model=model)
@@ -126,7 +126,7 @@ def test_gradient_accumulation_counts_tokens_and_matches_big_batch():
 
 
 def test_trains_and_checkpoints_a_transformers_masked_lm(tmp_path):
-    from course_lib.mlm import mask_tokens, tiny_bert
+    from course_lib.training.masked import mask_tokens, tiny_bert
 
     torch.manual_seed(0)
     model = tiny_bert(vocab_size=17, context_length=16, n_layer=1, n_head=2, d_model=32)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import file_sha256
+from course_lib.training.checkpoint import file_sha256
 
 __all__ = ["MINILM", "MINILM_REQUIREMENT", "MINILM_SHA256", "WeightsHashError", "minilm_dir", "resolve", "load_tokenizer", "load_classifier",
            "classifier_from_masked_lm", "tied_mlm_head"]

@@ -1,6 +1,6 @@
 """Result files of a sweep: one JSON object per line (JSONL), appended, never rewritten.
 
-Each line is the record of one finished training run (see :mod:`course_lib.sweep`).
+Each line is the record of one finished training run (see :mod:`course_lib.scaling.sweep`).
 :func:`append_record` adds one line with a single ``write`` to a file opened for
 appending, while holding a lock on ``<file>.lock`` — a lock file *next to* the results,
 so that every process that writes them, whatever its temporary folder (cluster jobs

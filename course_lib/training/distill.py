@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .train import LossFn
+from course_lib.training.loop import LossFn
 
 __all__ = ["distillation_loss", "distillation_loss_fn"]
 
@@ -61,7 +61,7 @@ def distillation_loss(
 
 def distillation_loss_fn(teacher: torch.nn.Module, *, temperature: float = 2.0,
                          alpha: float = 0.5) -> LossFn:
-    """A ``loss_fn(model, (x, y))`` for :func:`course_lib.train.train` that distills ``teacher``.
+    """A ``loss_fn(model, (x, y))`` for :func:`course_lib.training.loop.train` that distills ``teacher``.
 
     The teacher runs in eval mode without gradients, on the batch's device; it must
     return logits ``(B, T, V)`` (or a tuple whose first element they are), as the

@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from .tokenizers import CharTokenizer
-from .validate import log_base, require_int, require_positive
+from course_lib.data.tokenizers import CharTokenizer
+from course_lib.core.validate import log_base, require_int, require_positive
 
 __all__ = ["SYMBOLS", "MarkovLanguage"]
 

@@ -1,10 +1,10 @@
-"""Grids of training runs for scaling laws (chapters 9–10): ``python -m course_lib.sweep``.
+"""Grids of training runs for scaling laws (chapters 9–10): ``python -m course_lib.scaling.sweep``.
 
 A **grid** (a JSON file, or the same dict in Python) names the data, the models and
-the token budgets; :func:`expand_grid` turns it into :class:`~course_lib.runs.RunSpec` s
+the token budgets; :func:`expand_grid` turns it into :class:`~course_lib.scaling.runs.RunSpec` s
 and refuses a bad entry — naming the file, the entry and the value — before anything
-trains. Each run is trained by :func:`course_lib.runs.run_one`, and its record is
-appended as one JSON line to the results file (:mod:`course_lib.results`) as soon as it
+trains. Each run is trained by :func:`course_lib.scaling.runs.run_one`, and its record is
+appended as one JSON line to the results file (:mod:`course_lib.scaling.results`) as soon as it
 finishes. Run again, the sweep skips the runs already recorded, so a killed sweep
 resumes where it stopped; ``--checkpoint-dir`` also resumes the interrupted run from
 its last checkpoint. Two sweeps on one file (``--jobs 2``, or two shells, or array jobs
@@ -30,14 +30,14 @@ A model's ``"lr"`` may be a list: one run per learning rate. ``"kind": "tokens"`
 files); ``"kind": "markov"`` on the finite Markov language of chapter 9's exhibit.
 
 Compute is counted, not assumed: a run is charged its counted FLOPs (weights,
-attention and output layer, :func:`course_lib.flops.flops_per_token`), and
+attention and output layer, :func:`course_lib.models.flops.flops_per_token`), and
 ``--max-flops`` caps what the *results file* may hold in all — across invocations,
 shards and jobs that share it (``--max-flops 0`` allows nothing).
 
 Command line::
 
-    python -m course_lib.sweep --grid grid.json --out results.jsonl --dry-run
-    python -m course_lib.sweep --grid grid.json --out results.jsonl --jobs 2
+    python -m course_lib.scaling.sweep --grid grid.json --out results.jsonl --dry-run
+    python -m course_lib.scaling.sweep --grid grid.json --out results.jsonl --jobs 2
 
 Scaling out: ``--shard i/n`` keeps every n-th run starting at run i (0-based), so n
 independent processes — on one machine, or as a cluster array job — share a grid
@@ -49,13 +49,13 @@ without talking to each other. A Slurm array of 8 jobs, each writing its own fil
     #SBATCH --cpus-per-task=4          # or: --gres=gpu:1
     #SBATCH --time=04:00:00
     #SBATCH --requeue                  # a preempted job restarts and resumes
-    python -m course_lib.sweep --grid grid.json --shard ${SLURM_ARRAY_TASK_ID}/8 \\
+    python -m course_lib.scaling.sweep --grid grid.json --shard ${SLURM_ARRAY_TASK_ID}/8 \\
         --out results/sweep-${SLURM_ARRAY_TASK_ID}.jsonl \\
         --checkpoint-dir $SCRATCH/sweep-checkpoints
 
-and ``course_lib.results.load_results(*glob("results/sweep-*.jsonl"))`` reads them
+and ``course_lib.scaling.results.load_results(*glob("results/sweep-*.jsonl"))`` reads them
 together. (One large run over several GPUs is a different job: ``torchrun``
-data-parallel training, :mod:`course_lib.train`.)
+data-parallel training, :mod:`course_lib.training.loop`.)
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ from pathlib import Path
 
 import torch
 
-from . import flops
-from .budget import BudgetExceededError, FlopBudget
-from .results import append_record, claim_run, finished_ids, load_results, release_run
-from .runs import (Data, KeyValueData, MarkovData, RunSpec, TokenData, data_from_dict,
+from course_lib.models import flops
+from course_lib.scaling.budget import BudgetExceededError, FlopBudget
+from course_lib.scaling.results import append_record, claim_run, finished_ids, load_results, release_run
+from course_lib.scaling.runs import (Data, KeyValueData, MarkovData, RunSpec, TokenData, data_from_dict,
                    run_id, run_one, vocab_size_of)
 
 __all__ = ["KeyValueData", "MarkovData", "TokenData", "RunSpec", "run_id", "run_one",
@@ -339,8 +339,8 @@ def run_sweep(
     already in ``out`` (same ``run_id``) or claimed by another live process are
     skipped, so calling this again after an interruption resumes. ``max_flops`` caps
     the counted FLOPs the file may hold in all; ``budget`` (a
-    :class:`~course_lib.budget.FlopBudget`) is charged by this call's runs. A run
-    either would overdraw raises :class:`~course_lib.budget.BudgetExceededError`
+    :class:`~course_lib.scaling.budget.FlopBudget`) is charged by this call's runs. A run
+    either would overdraw raises :class:`~course_lib.scaling.budget.BudgetExceededError`
     before it trains. ``jobs > 1`` trains that many runs at once, each in its own
     process with ``threads`` torch threads (default 1), longest first.
     """
@@ -432,7 +432,7 @@ def _run_jobs(todo, data, out, jobs, threads, max_flops, command, kwargs, log) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m course_lib.sweep",
+    p = argparse.ArgumentParser(prog="python -m course_lib.scaling.sweep",
                                 description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", required=True, help="grid file (JSON)")
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                   checkpoint_interval=args.checkpoint_interval if args.checkpoint_dir else 0,
                   max_flops=args.max_flops, jobs=args.jobs, threads=args.threads,
                   progress=not args.no_progress,
-                  command="python -m course_lib.sweep " + " ".join(
+                  command="python -m course_lib.scaling.sweep " + " ".join(
                       sys.argv[1:] if argv is None else argv))
     except BudgetExceededError as err:
         print(f"stopped: {err}", file=sys.stderr)

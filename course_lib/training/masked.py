@@ -15,7 +15,7 @@ other position gets the target -100, which the loss ignores.
 (never on the test split of chapter 6), with its WordPiece tokenizer: it loads the
 committed checkpoint after checking its sha256, or retrains it with
 :func:`pretrain_tiny_bert` — :func:`pack_sequences`, :func:`masked_lm_batches`,
-:func:`masked_lm_loss` and :func:`course_lib.train.train`.
+:func:`masked_lm_loss` and :func:`course_lib.training.loop.train`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import file_sha256, verify_sha256
-from .provenance import provenance
+from course_lib.training.checkpoint import file_sha256, verify_sha256
+from course_lib.core.provenance import provenance
 
 __all__ = ["IGNORE_INDEX", "mask_tokens", "tiny_bert_config", "tiny_bert", "TinyBertRecipe",
            "pack_sequences", "masked_lm_batches", "masked_lm_loss", "pretrain_tiny_bert",
@@ -192,7 +192,7 @@ def pack_sequences(texts: Sequence[str], tokenizer, context_length: int) -> torc
 def masked_lm_batches(
     sequences: torch.Tensor, batch_size: int, tokenizer, *, val_fraction: float = 0.02,
 ) -> Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """A batch function for :func:`course_lib.train.train` on packed ``sequences`` ``(N, T)``.
+    """A batch function for :func:`course_lib.training.loop.train` on packed ``sequences`` ``(N, T)``.
 
     ``get_batch(split, generator)`` draws ``batch_size`` rows of the split (the last
     ``val_fraction`` of the rows is ``"val"``), masks them with :func:`mask_tokens`
@@ -242,15 +242,15 @@ def pretrain_tiny_bert(folder: str | os.PathLike, recipe: TinyBertRecipe | None 
 
     The corpus's lines are shuffled (``recipe.seed``), packed by
     :func:`pack_sequences` and trained on with BERT's masking and
-    :func:`course_lib.train.train`. Training checkpoints go to ``<folder>.partial/``,
+    :func:`course_lib.training.loop.train`. Training checkpoints go to ``<folder>.partial/``,
     so an interrupted call resumes where it stopped. ``folder`` then receives
     ``model.safetensors`` + ``config.json`` (``save_pretrained``), the tokenizer, and
     ``pretraining.json`` (recipe, result, provenance, sha256 of the weights and of
     ``tokenizer.json``); it appears complete or not at all. Returns ``folder``.
     """
-    from .corpora import load_corpus
-    from .tokenizers import train_wordpiece
-    from .train import TrainConfig, train
+    from course_lib.data.corpora import load_corpus
+    from course_lib.data.tokenizers import train_wordpiece
+    from course_lib.training.loop import TrainConfig, train
 
     recipe = recipe or TinyBertRecipe()
     folder = Path(folder)
@@ -288,9 +288,9 @@ def pretrain_tiny_bert(folder: str | os.PathLike, recipe: TinyBertRecipe | None 
                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                    "sequences": len(sequences), "tokens": n_tokens,
                    "note": "WordNet 3.0 glosses without the test split of "
-                           "course_lib.corpora.wordnet_categories()"},
+                           "course_lib.data.corpora.wordnet_categories()"},
         "result": {k: v for k, v in result.to_dict().items() if k != "lr"},
-        "provenance": provenance(result.device, function="course_lib.mlm.pretrain_tiny_bert",
+        "provenance": provenance(result.device, function="course_lib.training.masked.pretrain_tiny_bert",
                                  started=started),
         "sha256": {name: file_sha256(staging / name) for name in _HASHED_FILES},
     }
@@ -321,11 +321,11 @@ def load_tiny_bert(folder: str | os.PathLike):
 
 def default_tiny_bert_dir() -> Path:
     """``notebooks/results/tiny_bert`` of the course's repository when ``course_lib`` runs
-    from a checkout of it, else ``tiny_bert`` in :func:`course_lib.data.default_cache_dir`."""
-    repository = Path(__file__).resolve().parents[1]
+    from a checkout of it, else ``tiny_bert`` in :func:`course_lib.data.tokens.default_cache_dir`."""
+    repository = Path(__file__).resolve().parents[2]
     if (repository / "notebooks").is_dir():
         return repository / "notebooks" / "results" / "tiny_bert"
-    from .data import default_cache_dir
+    from course_lib.data.tokens import default_cache_dir
     return default_cache_dir() / "tiny_bert"
 
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .flops import param_counts
+from course_lib.models.flops import param_counts
 
 __all__ = [
     "TrainingMemory",

@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from .validate import (
+from course_lib.core.validate import (
     as_tensor,
     require_class_indices,
     require_finite,

@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from . import __version__
-from .device import describe_device
+from course_lib import __version__
+from course_lib.core.device import describe_device
 
 __all__ = ["library_versions", "provenance"]
 
@@ -33,7 +33,7 @@ def library_versions() -> dict[str, str]:
 def provenance(device: torch.device | str | None = None, **extra) -> dict:
     """``{"versions", "device", "platform", "finished", **extra}`` for a result file.
 
-    ``device`` is described by :func:`course_lib.device.describe_device` (e.g.
+    ``device`` is described by :func:`course_lib.core.device.describe_device` (e.g.
     ``"cpu: 2 threads"``); ``finished`` is the local time now, ISO 8601.
     """
     return {"versions": library_versions(),

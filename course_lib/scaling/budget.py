@@ -14,7 +14,7 @@ is charged then, so the learner can pick a cheaper run.
 >>> budget.charge(7e11, "big model")
 Traceback (most recent call last):
 ...
-course_lib.budget.BudgetExceededError: run 'big model' needs 7e+11 FLOPs, but only 6e+11 of the 1e+12-FLOP exploration budget remain (4e+11 spent on 1 run); choose a smaller model or fewer tokens
+course_lib.scaling.budget.BudgetExceededError: run 'big model' needs 7e+11 FLOPs, but only 6e+11 of the 1e+12-FLOP exploration budget remain (4e+11 spent on 1 run); choose a smaller model or fewer tokens
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Measure this machine and the course's GPT: ``python -m course_lib.bench {hw,train}``.
+"""Measure this machine and the course's GPT: ``python -m course_lib.scaling.bench {hw,train}``.
 
 ``hw``     times square matrix multiplications and prints the FLOP/s reached,
            next to the datasheet peak when the GPU is in :data:`PEAK_FLOPS`.
 ``lora``   times a forward pass of a MiniLM-shaped BERT (random weights, built from
            its config) three ways: as it is, with LoRA adapters, and with the adapters
-           merged into the weights (:mod:`course_lib.lora`); prints the ratios to the
+           merged into the weights (:mod:`course_lib.models.lora`); prints the ratios to the
            plain model (merged should be 1 up to noise).
 ``sweep``  trains a fixed set of short sweep runs (chapter 9's key-value language,
            widths 16 to 96) one at a time and then with ``--jobs 2``, and prints the
@@ -19,7 +19,7 @@
 
                MFU = (training FLOPs per token x tokens per second) / peak FLOP/s,
 
-           with FLOPs per token from :func:`course_lib.flops.flops_per_token`
+           with FLOPs per token from :func:`course_lib.models.flops.flops_per_token`
            (``6 N + 6 n_layer n_ctx d_model`` plus the output layer) and the peak
            from the table of known accelerators, from ``--peak-flops``, or — on a
            CPU or an unknown GPU — measured with a large matmul. No single number is
@@ -40,10 +40,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .checkpoint import write_json_atomic
-from .device import describe_device, get_device
-from .flops import flops_per_token
-from .models import GPT, GPTConfig
+from course_lib.training.checkpoint import write_json_atomic
+from course_lib.core.device import describe_device, get_device
+from course_lib.models.flops import flops_per_token
+from course_lib.models import GPT, GPTConfig
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
            "bench_train_step", "bench_lora_merge", "bench_sweep", "main"]
@@ -203,7 +203,7 @@ def bench_lora_merge(*, device: torch.device, batch_size: int = 64, seq_len: int
     """
     from transformers import BertConfig, BertModel
 
-    from .lora import apply_lora, merge_lora
+    from course_lib.models.lora import apply_lora, merge_lora
 
     config = config or BertConfig(hidden_size=384, num_hidden_layers=6,
                                   num_attention_heads=12, intermediate_size=1536)
@@ -294,8 +294,8 @@ def bench_sweep(widths: tuple[int, ...] = (16, 32, 64, 96), steps: int = 300,
     """Counted FLOP/s of short sweep runs, one at a time and with ``jobs`` processes."""
     import tempfile
 
-    from .runs import KeyValueData, RunSpec
-    from .sweep import run_sweep
+    from course_lib.scaling.runs import KeyValueData, RunSpec
+    from course_lib.scaling.sweep import run_sweep
 
     data = KeyValueData()
     tokens = steps * 64 * 32
@@ -345,7 +345,7 @@ def _sweep(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.bench",
+    parser = argparse.ArgumentParser(prog="python -m course_lib.scaling.bench",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     hw = sub.add_parser("hw", help="matmul FLOP/s of this machine")

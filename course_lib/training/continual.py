@@ -3,7 +3,7 @@
 :func:`replay_batches` mixes a fraction of each training batch from the old task's
 data into the new task's batches, the simplest defence against catastrophic
 forgetting (and the one used to continue pretraining large models). Validation
-batches come from the split named by ``val_from``, so that ``course_lib.train``'s
+batches come from the split named by ``val_from``, so that ``course_lib.training.loop``'s
 periodic evaluation can follow the *old* task's loss while the model learns the new.
 """
 

@@ -13,7 +13,7 @@ pairs:
   epochs and the weights of the best epoch are restored (**early stopping**);
 * with ``mlm_alpha > 0`` and an ``mlm_head``, the loss is
   ``L_classification + mlm_alpha * L_mlm``, the second term a masked-LM loss (BERT's
-  80/10/10 rule, :func:`course_lib.mlm.mask_tokens`) on the same batch of texts;
+  80/10/10 rule, :func:`course_lib.training.masked.mask_tokens`) on the same batch of texts;
 * a ``tqdm.auto`` progress bar; a non-finite loss stops the run.
 
 Metrics come from scikit-learn (:func:`classification_metrics`). Losses are mean
@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import get_device
-from .mlm import IGNORE_INDEX, mask_tokens
-from .train import NonFiniteLossError
+from course_lib.core.device import get_device
+from course_lib.training.masked import IGNORE_INDEX, mask_tokens
+from course_lib.training.loop import NonFiniteLossError
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
            "length_grouped_batches", "pad_batch", "predict_logits", "classification_metrics",
@@ -270,7 +270,7 @@ def finetune(model: nn.Module, tokenizer, train: Sequence[Example],
         raise TypeError(f"config must be a FinetuneConfig; got {type(config).__name__}")
     if config.mlm_alpha > 0 and mlm_head is None:
         raise ValueError(f"mlm_alpha={config.mlm_alpha} needs an mlm_head (see "
-                         f"course_lib.pretrained.tied_mlm_head)")
+                         f"course_lib.recipes.pretrained.tied_mlm_head)")
     num_labels = model.config.num_labels
     data = encode_examples(tokenizer, train, num_labels=num_labels,
                            max_length=config.max_length, name="train")

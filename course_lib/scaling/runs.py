@@ -2,23 +2,23 @@
 
 Data (each knows its vocabulary, its batches and its validation set):
 
-* :class:`KeyValueData` — the long-tailed :class:`~course_lib.keyvalue.KeyValueLanguage`,
+* :class:`KeyValueData` — the long-tailed :class:`~course_lib.data.keyvalue.KeyValueLanguage`,
   whose entropy rate is known exactly. Training batches are drawn fresh at every step
   (no token is seen twice, so ``D`` counts distinct tokens); validation is a fixed
   sample, scored whole.
 * :class:`TokenData` — a tokenized corpus in a ``.npy`` file (the course's real text);
   its floor is unknown.
-* :class:`MarkovData` — samples of a :class:`~course_lib.synthetic.MarkovLanguage`
+* :class:`MarkovData` — samples of a :class:`~course_lib.data.synthetic.MarkovLanguage`
   (the first, finite language of chapter 9's committed exhibit).
 
 :class:`RunSpec` is a model shape, a number of training tokens ``D`` and the training
-settings. :func:`run_one` trains it with :func:`course_lib.train.train` and returns its
+settings. :func:`run_one` trains it with :func:`course_lib.training.loop.train` and returns its
 record: spec, data and model configs, parameter counts (non-embedding ``N`` as Kaplan et
 al. count it), tokens, FLOPs (counted — attention and output layer included — and
 ``6 N D``), validation losses (at the end, along the run, by position), the true
 language's loss on the same tokens, a thinned training curve, wall time and provenance.
 A run whose loss becomes NaN or infinite is recorded as diverged, with the step.
-:mod:`course_lib.sweep` runs many of them.
+:mod:`course_lib.scaling.sweep` runs many of them.
 """
 
 from __future__ import annotations
@@ -37,17 +37,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import flops
-from .atomic import atomic_open
-from .budget import FlopBudget
-from .data import default_cache_dir
-from .device import get_device
-from .keyvalue import KeyValueLanguage
-from .models import GPT, GPTConfig
-from .models.gpt import IGNORE_INDEX
-from .provenance import provenance
-from .synthetic import MarkovLanguage
-from .train import NonFiniteLossError, TrainConfig, train
+from course_lib.models import flops
+from course_lib.core.atomic import atomic_open
+from course_lib.scaling.budget import FlopBudget
+from course_lib.data.tokens import default_cache_dir
+from course_lib.core.device import get_device
+from course_lib.data.keyvalue import KeyValueLanguage
+from course_lib.models import GPT, GPTConfig
+from course_lib.models.gpt import IGNORE_INDEX
+from course_lib.core.provenance import provenance
+from course_lib.data.synthetic import MarkovLanguage
+from course_lib.training.loop import NonFiniteLossError, TrainConfig, train
 
 __all__ = ["KeyValueData", "CorpusData", "TokenData", "MarkovData", "RunSpec", "run_id", "run_one",
            "data_from_dict", "evaluate_windows", "vocab_size_of"]
@@ -198,7 +198,7 @@ class TokenData(_HeldOutTokens):
 
     def check(self, spec: RunSpec) -> None:
         if self.sha256 is not None:
-            from .checkpoint import file_sha256
+            from course_lib.training.checkpoint import file_sha256
 
             found = file_sha256(self.path)
             if found != self.sha256:
@@ -213,9 +213,9 @@ class TokenData(_HeldOutTokens):
 @functools.lru_cache(maxsize=2)
 def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train the BPE tokenizer on the training text (cached), encode both parts (cached)."""
-    from .corpora import scaling_corpus
-    from .data import encode_corpus
-    from .tokenizers import BPETokenizer, train_bpe
+    from course_lib.data.corpora import scaling_corpus
+    from course_lib.data.tokens import encode_corpus
+    from course_lib.data.tokenizers import BPETokenizer, train_bpe
 
     train_text, val_text = scaling_corpus(val_every)
     digest = hashlib.sha256(train_text.encode("utf-8")).hexdigest()[:16]
@@ -237,7 +237,7 @@ def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarr
 class CorpusData(_HeldOutTokens):
     """The course's real text — Shakespeare and WordNet — in byte-level BPE tokens.
 
-    The tokenizer is trained on the training part only (:func:`course_lib.corpora.
+    The tokenizer is trained on the training part only (:func:`course_lib.data.corpora.
     scaling_corpus` holds out whole works and blocks of definitions); token arrays are
     cached. Training windows start at random positions, so a run longer than the
     corpus repeats it (its record gives the epochs); validation is the held-out part in
@@ -268,7 +268,7 @@ class CorpusData(_HeldOutTokens):
 
 @dataclass(frozen=True)
 class MarkovData:
-    """Samples of a :class:`~course_lib.synthetic.MarkovLanguage`, cached as ``.npy`` files.
+    """Samples of a :class:`~course_lib.data.synthetic.MarkovLanguage`, cached as ``.npy`` files.
 
     The first ``order - 1`` targets of every window are left out of the loss: they are
     predicted from fewer than ``order`` tokens, so their floor lies above the entropy rate.
@@ -631,7 +631,7 @@ def run_one(
     """Train the run and return its record (a JSON-ready dict; see the module docstring).
 
     With ``budget``, the run's counted FLOPs are charged first: a run the budget cannot
-    afford raises :class:`~course_lib.budget.BudgetExceededError` before any training.
+    afford raises :class:`~course_lib.scaling.budget.BudgetExceededError` before any training.
     A run whose loss stops being finite is recorded with ``"status": "diverged"``, the
     step, and the FLOPs it spent; its losses are ``None``.
     """

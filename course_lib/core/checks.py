@@ -218,7 +218,7 @@ def _tol_text(atol: float, rtol: float) -> str:
 
 def _accelerator() -> str | None:
     """The chapters' device type if it is not the CPU (``cuda``, ``mps``), else None."""
-    from .device import get_device
+    from course_lib.core.device import get_device
 
     kind = get_device().type
     return None if kind == "cpu" else kind
@@ -299,7 +299,7 @@ def expect_close(
     the chapter and checking it with nbval then both fail.
 
     **On an accelerator.** When the chapters' device
-    (:func:`course_lib.device.get_device`, i.e. ``$COURSE_DEVICE`` or
+    (:func:`course_lib.core.device.get_device`, i.e. ``$COURSE_DEVICE`` or
     auto-detection) is not the CPU, ``gpu_atol`` / ``gpu_rtol`` replace
     ``atol`` / ``rtol`` if either is given. Give them for a value computed on
     ``get_device()`` (bf16 autocast and other kernels move it further than

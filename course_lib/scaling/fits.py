@@ -16,7 +16,7 @@ in **nats per token**. Arrays hold one value per training run (shape ``(R,)``).
 * :func:`compute_optimal` — the ``(N, D)`` that minimise a fitted law at a
   fixed budget ``C = 6 N D``: ``N_opt ∝ C**a`` with ``a = β / (α + β)``.
 
-Published coefficients to compare with live in :mod:`course_lib.published_laws`.
+Published coefficients to compare with live in :mod:`course_lib.scaling.published_laws`.
 Bad input (non-positive or non-finite values, mismatched lengths, fewer runs
 than parameters) raises an error that names the argument and the value.
 
@@ -37,7 +37,7 @@ import scipy.optimize
 import scipy.special
 import threadpoolctl
 
-from .validate import as_tensor, require_finite, require_in_range, require_positive
+from course_lib.core.validate import as_tensor, require_finite, require_in_range, require_positive
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",

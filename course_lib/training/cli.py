@@ -1,12 +1,12 @@
-"""Command line for :func:`course_lib.train.train`: ``python -m course_lib.train``.
+"""Command line for :func:`course_lib.training.loop.train`: ``python -m course_lib.training.cli``.
 
 Trains a GPT (``--objective clm``) or a tiny BERT (``--objective mlm``) on
 
-* a text corpus: a name of :func:`course_lib.corpora.load_corpus` (``shakespeare``,
+* a text corpus: a name of :func:`course_lib.data.corpora.load_corpus` (``shakespeare``,
   ``wordnet``, ``synthetic``) or a UTF-8 ``.txt`` file or folder, tokenized with
   ``--tokenizer``: ``bpe`` (byte-level BPE of ``--bpe-vocab-size`` trained on the
-  text), ``char``, or the path of a tokenizer saved by :mod:`course_lib.tokenizers`;
-  the ids are cached on disk by :func:`course_lib.data.encode_corpus`;
+  text), ``char``, or the path of a tokenizer saved by :mod:`course_lib.data.tokenizers`;
+  the ids are cached on disk by :func:`course_lib.data.tokens.encode_corpus`;
 * a token file: ``.npy`` (any integer dtype) or raw ``.bin`` (``--dtype``, default
   uint16), read as a memory map;
 * ``random-walk``: generated tokens ``x[t+1] = (x[t] + s) mod V`` with ``s`` uniform
@@ -14,15 +14,15 @@ Trains a GPT (``--objective clm``) or a tiny BERT (``--objective mlm``) on
   token: a trained causal LM's validation loss should approach it from above.
 
 The last ``--val-fraction`` of the tokens is the validation split
-(:func:`course_lib.data.train_val_split`); batches come from
-:func:`course_lib.data.train_val_batches`.
+(:func:`course_lib.data.tokens.train_val_split`); batches come from
+:func:`course_lib.data.tokens.train_val_batches`.
 
 Examples::
 
-    python -m course_lib.train --data random-walk --max-steps 200 --out run.json
-    python -m course_lib.train --data shakespeare --tokenizer bpe --bpe-vocab-size 1024 \\
+    python -m course_lib.training.cli --data random-walk --max-steps 200 --out run.json
+    python -m course_lib.training.cli --data shakespeare --tokenizer bpe --bpe-vocab-size 1024 \\
         --checkpoint-dir ckpt --checkpoint-interval 50 --resume --out shakespeare.json
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m course_lib.train \\
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 -m course_lib.training.cli \\
         --data random-walk --max-steps 50 --out ddp.json
 
 Results (losses, tokens, FLOPs, wall time) are written atomically to ``--out`` as
@@ -42,13 +42,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import corpora, data, tokenizers
-from .checkpoint import write_json_atomic
-from .device import get_device
-from .mlm import mask_tokens, tiny_bert_config
-from .models import GPT, GPTConfig
-from .provenance import provenance
-from .train import TrainConfig, train
+from course_lib.data import corpora, tokens as data, tokenizers
+from course_lib.training.checkpoint import write_json_atomic
+from course_lib.core.device import get_device
+from course_lib.training.masked import mask_tokens, tiny_bert_config
+from course_lib.models import GPT, GPTConfig
+from course_lib.core.provenance import provenance
+from course_lib.training.loop import TrainConfig, train
 
 __all__ = ["random_walk_tokens", "load_tokens", "corpus_tokens", "main"]
 
@@ -104,7 +104,7 @@ def corpus_tokens(name_or_path: str, tokenizer: str = "bpe", bpe_vocab_size: int
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m course_lib.train",
+    p = argparse.ArgumentParser(prog="python -m course_lib.training.cli",
                                 description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     source = p.add_argument_group("data")

@@ -6,7 +6,7 @@
   with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
 * :func:`train_or_load` — load-if-present-else-train: a trained model is stored as
   ``NAME.safetensors`` plus ``NAME.json`` (configs, result, the SHA-256 of the weights,
-  checked before every load, and :func:`~course_lib.provenance.provenance`);
+  checked before every load, and :func:`~course_lib.core.provenance.provenance`);
 * :func:`evaluate_lm` — mean validation loss in nats per character on fixed windows.
 
 Files are written atomically (temporary name, then ``os.replace``), so an interrupted
@@ -27,15 +27,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
-from . import __version__
-from .atomic import atomic_write_text
-from .checkpoint import file_sha256
-from .corpora import load_corpus
-from .data import encode_corpus, sequential_batches, train_val_split
-from .models.gpt import GPT, GPTConfig
-from .provenance import provenance
-from .tokenizers import CharTokenizer
-from .train import LossFn, TrainConfig, lm_loss, train
+from course_lib import __version__
+from course_lib.core.atomic import atomic_write_text
+from course_lib.training.checkpoint import file_sha256
+from course_lib.data.corpora import load_corpus
+from course_lib.data.tokens import encode_corpus, sequential_batches, train_val_split
+from course_lib.models.gpt import GPT, GPTConfig
+from course_lib.core.provenance import provenance
+from course_lib.data.tokenizers import CharTokenizer
+from course_lib.training.loop import LossFn, TrainConfig, lm_loss, train
 
 __all__ = ["CharData", "TEACHER", "STUDENT", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
            "CONTEXT", "train_or_load", "evaluate_lm"]
@@ -111,7 +111,7 @@ def train_or_load(
 
     ``path`` is the stem (``notebooks/results/ch11_teacher``). Returns the model (on
     ``device``, in eval mode) and its provenance ``dict`` (``meta["result"]`` is the
-    :class:`~course_lib.train.TrainResult` as a dict; ``meta["loaded"]`` says whether
+    :class:`~course_lib.training.loop.TrainResult` as a dict; ``meta["loaded"]`` says whether
     it came from disk). A config that differs from the stored one is an error, never
     a silent reuse.
     """

@@ -1,0 +1,9 @@
+"""Layer 4, ``recipes``: the course's named artifacts, trained once and cached.
+
+The only layer that knows where the course keeps them (``notebooks/results``); may import
+every layer below it.
+
+* ``char_gpt``   — small character-level GPTs of Shakespeare (chapters 11–12)
+* ``pretrained`` — the packaged MiniLM (sha256-checked), Hub names and local folders,
+  as classifiers; a classifier from a masked LM (chapters 6–7)
+"""

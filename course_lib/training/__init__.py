@@ -1,0 +1,13 @@
+"""Layer 2, ``training``: the one training loop and the objectives that plug into it.
+
+May import ``core``, ``data`` and ``models``; never ``scaling`` or ``recipes``.
+
+* ``loop``        — :func:`~course_lib.training.loop.train`: AdamW with decay groups,
+  warmup and cosine decay, clipping, evaluation, checkpoints, one or many processes
+* ``checkpoint``  — atomic, sha256-checked safetensors checkpoints; resume
+* ``distributed`` — the few ``torch.distributed`` calls the loop needs (torchrun)
+* ``masked``      — BERT's 80/10/10 masking and the tiny BERT's pretraining (ch. 5)
+* ``finetune``    — sequence classification: padding, early stopping, metrics (ch. 6)
+* ``distill``     — Hinton's distillation loss (ch. 11); ``continual`` — replay (ch. 12)
+* ``cli``         — ``python -m course_lib.training.cli``
+"""
