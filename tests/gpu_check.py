@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              *(argv or sys.argv[1:])]),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "seconds": round(time.monotonic() - start, 1), "steps": steps}
-    from course_lib.training.checkpoint import write_json_atomic
+    from course_lib.core.atomic import write_json_atomic
 
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")

@@ -70,7 +70,7 @@ def test_instructor_copy_is_the_chapter(labs, path):
 def test_copies_run_where_they_are_written(labs):
     """The chapters load cached results from ``results/``: each copy has them beside it."""
     for kind in ("student", "instructor"):
-        assert (labs / kind / "results" / "shakespeare_gpt" / "run.json").is_file()
+        assert (labs / kind / "results" / "shakespeare_gpt" / "manifest.json").is_file()
 
 
 def test_every_solution_has_a_mistake_that_is_code(chapter):

@@ -22,6 +22,7 @@ import torch
 
 from course_lib.core.validate import (
     as_tensor,
+    first_index,
     require_class_indices,
     require_finite,
     require_in_range,
@@ -32,8 +33,11 @@ from course_lib.core.validate import (
 
 Reduction = Literal["mean", "sum", "none"]
 LN2 = math.log(2.0)
+#: A target equal to this is left out of every loss (as in PyTorch and Hugging Face).
+IGNORE_INDEX = -100
 
 __all__ = [
+    "IGNORE_INDEX",
     "surprisal",
     "entropy",
     "cross_entropy",
@@ -112,15 +116,28 @@ def kl_divergence(p: object, q: object, *, base: float = math.e) -> torch.Tensor
     return ratio_terms.sum(-1) / _base_divisor(base)
 
 
+def _require_some_finite(z: torch.Tensor, m: torch.Tensor, dim: int) -> None:
+    """Refuse a slice of logits that is ``-inf`` everywhere (``m`` its maximum): no distribution."""
+    empty = m == float("-inf")
+    if bool(empty.any()):
+        where = first_index(empty.squeeze(dim))
+        at = f" at index {where} of the other dimensions" if where else ""
+        raise ValueError(f"logits are -inf for every class along dim {dim}{at}; expected at "
+                         f"least one finite logit per distribution (all -inf leaves nothing "
+                         f"to normalise)")
+
+
 def log_softmax(logits: object, *, dim: int = -1) -> torch.Tensor:
     """Numerically stable ``log softmax(z) = z - logsumexp(z)``; same shape as ``logits``.
 
     Subtracting the maximum first keeps every ``exp`` in (0, 1], so no overflow
     for any finite logits (the naive ``log(exp(z) / sum(exp(z)))`` returns NaN
-    once a logit exceeds ~88.7 in float32 or ~709.8 in float64).
+    once a logit exceeds ~88.7 in float32 or ~709.8 in float64). A logit of ``-inf``
+    (a class ruled out) gets log-probability ``-inf``; NaN and ``+inf`` are refused.
     """
-    z = require_finite("logits", as_tensor("logits", logits, min_ndim=1))
+    z = require_finite("logits", as_tensor("logits", logits, min_ndim=1), allow_neg_inf=True)
     m = z.amax(dim=dim, keepdim=True).detach()
+    _require_some_finite(z, m, dim)
     shifted = z - m
     return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
 
@@ -147,7 +164,7 @@ def _target_distribution(
 def _check_logits_targets(
     logits: object, targets: object, label_smoothing: float
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    z = require_finite("logits", as_tensor("logits", logits, min_ndim=1))
+    z = require_finite("logits", as_tensor("logits", logits, min_ndim=1), allow_neg_inf=True)
     eps = require_in_range("label_smoothing", label_smoothing, 0.0, 1.0, closed=(True, True))
     y = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
     if tuple(y.shape) != tuple(z.shape[:-1]):
@@ -171,10 +188,17 @@ def softmax_cross_entropy(
     ``logits`` has shape ``(..., K)``. With ``label_smoothing = eps`` the target
     is ``(1 - eps) * one_hot + eps / K`` (PyTorch's convention). Returns a scalar
     for ``reduction="mean"`` or ``"sum"``, shape ``(...)`` for ``"none"``. Nats.
+
+    Classes of target probability 0 contribute exactly 0, whatever their logit: a
+    logit of ``-inf``, or one so far below the maximum that its log-probability
+    overflows (float16 logits of ±60000), would otherwise give ``0 * (-inf) = NaN``.
     """
     z, y, eps = _check_logits_targets(logits, targets, label_smoothing)
     target = _target_distribution(y, z.shape[-1], eps, z.dtype)
-    per_example = -(target * log_softmax(z)).sum(-1)
+    # mask before multiplying: where the target is 0 the term is 0, not 0 * log p
+    terms = torch.where(target > 0, target * log_softmax(z), torch.zeros((), dtype=z.dtype,
+                                                                          device=z.device))
+    per_example = -terms.sum(-1)
     return _reduce(per_example, reduction)
 
 

@@ -1,21 +1,25 @@
 """Reproducible randomness: one call seeds Python, NumPy and PyTorch.
 
-Notebooks call :func:`set_seed` at the top so that re-running a chapter gives
-the same numbers (on the same hardware and library versions), which is what
-lets nbval compare stored outputs. Code that needs its own stream of random
-numbers should take a ``torch.Generator`` from :func:`make_generator` rather
-than touch the global state.
+Notebooks call :func:`set_seed` at the top (through
+:func:`course_lib.core.setup.setup_chapter`) so that re-running a chapter gives the same
+numbers (on the same hardware and library versions), which is what lets nbval compare
+stored outputs. Library code never reseeds the caller's global state: it takes a
+``torch.Generator`` (:func:`make_generator`), or runs what must use torch's global
+generator — initialising a module, dropout — inside :func:`seeded`, which restores the
+caller's state afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["set_seed", "make_generator"]
+__all__ = ["set_seed", "make_generator", "seeded"]
 
 
 def set_seed(seed: int, *, deterministic: bool = True) -> int:
@@ -42,3 +46,28 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's global generators seeded with ``seed``; then restore them.
+
+    Inside, everything that draws from torch's global state (``nn.Linear``'s
+    initialisation, dropout, ``torch.randn``) gives the numbers ``torch.manual_seed(seed)``
+    would; after the block the caller's generators (CPU and every CUDA device) are as
+    they were, so a library call leaves no trace in the caller's random numbers.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(1); before = torch.rand(1)
+    >>> _ = torch.manual_seed(1)
+    >>> with seeded(7):
+    ...     inside = torch.rand(1)
+    >>> bool(torch.rand(1) == before)  # the caller's stream went on untouched
+    True
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

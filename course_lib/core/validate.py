@@ -9,12 +9,14 @@ stops the computation before it becomes a silent NaN loss or a wrong figure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 __all__ = [
+    "first_index",
     "as_tensor",
     "require_finite",
     "require_probabilities",
@@ -23,14 +25,21 @@ __all__ = [
     "require_positive",
     "require_in_range",
     "require_int",
+    "require_number",
+    "plain",
+    "require_bool",
+    "require_token_ids",
     "log_base",
 ]
 
 
-def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
-    """Index of the first True entry of ``mask`` as a tuple of ints."""
+def first_index(mask: torch.Tensor) -> tuple[int, ...]:
+    """Index of the first True entry of ``mask`` as a tuple of ints (``()`` for a 0-d mask)."""
     idx = mask.nonzero()[0]
     return tuple(int(i) for i in idx)
+
+
+_first_index = first_index
 
 
 def as_tensor(name: str, x: object, *, min_ndim: int = 0) -> torch.Tensor:
@@ -66,14 +75,22 @@ def as_tensor(name: str, x: object, *, min_ndim: int = 0) -> torch.Tensor:
     return t
 
 
-def require_finite(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` if ``x`` holds NaN or ±inf; return ``x`` unchanged."""
+def require_finite(name: str, x: torch.Tensor, *, allow_neg_inf: bool = False) -> torch.Tensor:
+    """Raise ``ValueError`` if ``x`` holds NaN or ±inf; return ``x`` unchanged.
+
+    With ``allow_neg_inf=True``, ``-inf`` is accepted (a logit of ``-inf`` rules a
+    class out: probability exactly 0); NaN and ``+inf`` are still refused.
+    """
     bad = ~torch.isfinite(x)
+    if allow_neg_inf:
+        bad &= x != float("-inf")
     if bool(bad.any()):
         where = _first_index(bad)
+        other = " other than -inf" if allow_neg_inf else ""
+        expected = "finite numbers or -inf" if allow_neg_inf else "finite numbers"
         raise ValueError(
-            f"{name} has {int(bad.sum())} non-finite value(s); the first is "
-            f"{x[where].item()} at index {where}. Expected finite numbers "
+            f"{name} has {int(bad.sum())} non-finite value(s){other}; the first is "
+            f"{x[where].item()} at index {where}. Expected {expected} "
             f"(a NaN or inf here usually comes from an overflow upstream)."
         )
     return x
@@ -141,12 +158,21 @@ def require_same_shape(
         )
 
 
+def _real(name: str, value: object, expected: str = "a number") -> float:
+    """``value`` as a Python float: Python and NumPy numbers (and 0-d arrays or one-element
+    tensors) are accepted; ``bool`` and strings are refused with a ``TypeError``."""
+    message = f"{name} must be {expected}; got {value!r} ({type(value).__name__})"
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(message)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(message) from None
+
+
 def require_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
     """Check a scalar is finite and > 0 (or >= 0); return it as a float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number; got {value!r}") from None
+    v = _real(name, value)
     ok = v >= 0 if allow_zero else v > 0
     if not (ok and v == v and v not in (float("inf"), float("-inf"))):
         bound = ">= 0" if allow_zero else "> 0"
@@ -168,20 +194,93 @@ def require_in_range(
     return v
 
 
-def require_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """Check an integer (Python or NumPy, not ``bool``) with ``low <= value (<= high)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
+def require_int(name: str, value: object, low: int, high: int | None = None, *,
+                expected: str | None = None) -> int:
+    """Check an integer (Python or NumPy, not ``bool``) with ``low <= value (<= high)``.
+
+    Returns it as a Python ``int`` (so that it serialises to JSON). A non-integer
+    raises ``TypeError``, one out of range ``ValueError``; ``expected`` rewords what
+    both messages ask for (``"a positive integer"``), in place of the bounds.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {expected or 'an integer'}; got {value!r}")
     if value < low or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}; got {value!r}")
+        raise ValueError(f"{name} must be {expected or bound}; got {value!r}")
     return int(value)
+
+
+def require_number(
+    name: str, value: object, low: float | None = None, high: float | None = None, *,
+    closed: Sequence[bool] = (True, True), expected: str | None = None,
+) -> float:
+    """Check a finite real number (Python or NumPy, not ``bool``) within optional bounds.
+
+    ``closed`` says whether ``low`` and ``high`` themselves are allowed. Returns a
+    Python ``float``. A non-number raises ``TypeError``; NaN, ±inf or a value out of
+    range raise ``ValueError``. ``expected`` rewords the range in the message
+    (``"a positive number"``); by default it reads ``"in [0, 1)"``, ``">= 0"`` etc.
+    """
+    v = _real(name, value, expected or "a number")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    lo_ok = low is None or (v >= low if closed[0] else v > low)
+    hi_ok = high is None or (v <= high if closed[1] else v < high)
+    if not (lo_ok and hi_ok):
+        if expected is None:
+            if low is not None and high is not None:
+                expected = (f"in {'[' if closed[0] else '('}{low}, "
+                            f"{high}{']' if closed[1] else ')'}")
+            elif low is not None:
+                expected = f"{'>=' if closed[0] else '>'} {low}"
+            else:
+                expected = f"{'<=' if closed[1] else '<'} {high}"
+        raise ValueError(f"{name} must be {expected}; got {value!r}")
+    return v
+
+
+def plain(value: object, checked: float) -> object:
+    """``value`` itself if it is a Python ``int`` or ``float``, else ``checked`` (the float a
+    check returned for it): NumPy scalars become Python floats, which JSON can write,
+    while ``0`` stays ``0`` (a settings file or a cache key written from it is unchanged)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else checked
+
+
+def require_bool(name: str, value: object) -> bool:
+    """Check ``True`` or ``False`` (NumPy booleans accepted); return a Python ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def require_token_ids(
+    name: str, ids: torch.Tensor, vocab_size: int, *, ignore_index: int | None = None
+) -> torch.Tensor:
+    """Check that the integer tensor ``ids`` holds token ids in ``[0, vocab_size)``.
+
+    Entries equal to ``ignore_index`` (for targets: -100) are allowed too. Made for a
+    model's forward pass: the common case costs two comparisons over ``ids`` and one
+    ``any`` (on a GPU, one synchronisation); the offending position is looked up only
+    on failure. Raises ``ValueError`` naming the id, its position and ``vocab_size``,
+    before an embedding lookup turns it into an ``IndexError`` on the CPU or a
+    device-side assert on a GPU (which leaves the CUDA context unusable).
+    """
+    bad = (ids >= vocab_size) | (ids < 0)
+    if ignore_index is not None:
+        bad &= ids != ignore_index
+    if bool(bad.any()):
+        where = _first_index(bad)
+        other = (f"; the only other value allowed is {ignore_index} (a position left out "
+                 f"of the loss)" if ignore_index is not None else "")
+        raise ValueError(
+            f"{name} holds token id {int(ids[where])} at position {where}, outside the "
+            f"vocabulary [0, {vocab_size}) of vocab_size={vocab_size}{other}"
+        )
+    return ids
 
 
 def log_base(base: float) -> float:
     """``ln(base)`` for converting nats: ``bits = nats / log_base(2)``; refuses ``base = 1``."""
-    import math
-
     base = require_positive("base", base)
     if base == 1.0:
         raise ValueError("base must be a positive number other than 1; got 1")

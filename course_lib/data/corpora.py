@@ -152,7 +152,9 @@ def load_corpus(
     if name == "wordnet":
         return wordnet_corpus()
     if name == "synthetic":
-        from course_lib.data.synthetic import MarkovLanguage  # local import: synthetic does not need corpora
+        from course_lib.data.synthetic import (
+            MarkovLanguage,  # local import: synthetic does not need corpora
+        )
 
         language = MarkovLanguage()
         return language.to_text(language.sample(n_tokens, seed=seed))

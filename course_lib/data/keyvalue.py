@@ -115,7 +115,9 @@ class KeyValueLanguage:
     def key_entropy(self, base: float = math.e) -> float:
         """Exact entropy of the key distribution, ``-sum_r p_r log p_r`` (nats by default)."""
         p = self.key_probs
-        return float(-(p * np.log(p)).sum()) / log_base(base)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 log 0 = 0: a steep Zipf
+            terms = np.where(p > 0, p * np.log(p), 0.0)  # law underflows the rarest to 0
+        return float(-terms.sum()) / log_base(base)
 
     def entropy_rate(self, base: float = math.e) -> float:
         """Exact entropy rate, ``H(key) / segment_length``: nats/token, bits with ``base=2``."""
@@ -160,7 +162,14 @@ class KeyValueLanguage:
 
     def segments(self, ranks: torch.Tensor) -> torch.Tensor:
         """The tokens of the keys with these ranks: LongTensor ``(*ranks.shape, segment_length)``."""
-        r = ranks.numpy() if isinstance(ranks, torch.Tensor) else np.asarray(ranks)
+        r = ranks.detach().cpu().numpy() if isinstance(ranks, torch.Tensor) else np.asarray(ranks)
+        if not np.issubdtype(r.dtype, np.integer):
+            raise TypeError(f"ranks must hold integer key ranks; got dtype {r.dtype}")
+        bad = (r < 0) | (r >= self.n_keys)
+        if bad.any():  # a negative rank would index from the end, silently
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"ranks has {int(r[where])} at position {where}; expected key "
+                             f"ranks in [0, n_keys={self.n_keys})")
         tokens = np.concatenate([self.keys[r], self.values[r]], axis=-1).astype(np.int64)
         return torch.from_numpy(tokens)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+from course_lib.core.validate import require_int, require_number
+
 __all__ = ["EDITS", "add_typos"]
 
 EDITS = ("swap", "delete", "insert", "substitute")
@@ -26,8 +28,9 @@ def add_typos(text: str, rate: float, seed: int = 0) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a string; got {type(text).__name__}")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must be a fraction of letters in [0, 1]; got {rate!r}")
+    # checked, not converted: the values as given seed the generator (0 and 0.0 differ)
+    require_number("rate", rate, 0, 1, expected="a fraction of letters in [0, 1]")
+    require_int("seed", seed, 0, expected="a non-negative integer")
     rng = random.Random(f"{seed}:{rate}:{text}")
     chars, out, i = list(text), [], 0
     while i < len(chars):

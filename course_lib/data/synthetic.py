@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from course_lib.data.tokenizers import CharTokenizer
 from course_lib.core.validate import log_base, require_int, require_positive
+from course_lib.data.tokenizers import CharTokenizer
 
 __all__ = ["SYMBOLS", "MarkovLanguage"]
 
@@ -41,7 +41,17 @@ __all__ = ["SYMBOLS", "MarkovLanguage"]
 #: that a ``CharTokenizer`` over these characters gives every token its own id back.
 SYMBOLS = "".join(chr(c) for c in [*range(0x21, 0x7F), *range(0xA1, 0x180)] if c != 0xAD)
 _MAX_CONTEXTS = 2**20
+#: At most this many transition probabilities (``n_contexts * branching``): 128 MiB per array.
+_MAX_TRANSITIONS = 2**24
+#: Random numbers drawn at once while choosing successors (32 MiB of float64).
+_DRAW_CHUNK = 2**22
 
+
+
+def _xlogx(p: np.ndarray) -> np.ndarray:
+    """``p log p`` elementwise, with ``0 log 0 = 0`` (the limit) instead of NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, p * np.log(p), 0.0)
 
 
 class MarkovLanguage:
@@ -71,6 +81,12 @@ class MarkovLanguage:
             raise ValueError(
                 f"vocab_size ** order = {self.vocab_size}**{self.order} = {self.n_contexts:,} "
                 f"contexts; expected at most {_MAX_CONTEXTS:,} (use a smaller vocabulary or order)")
+        if self.n_contexts * self.branching > _MAX_TRANSITIONS:
+            raise ValueError(
+                f"n_contexts * branching = {self.n_contexts:,} * {self.branching} = "
+                f"{self.n_contexts * self.branching:,} transition probabilities; expected at "
+                f"most {_MAX_TRANSITIONS:,} (several arrays of that size are held in memory): "
+                f"use a smaller vocabulary, order or branching")
         rng = np.random.default_rng(self.seed)
         self.successors, self.probs = self._draw_transitions(rng)
         self.stationary = self._stationary_distribution()
@@ -87,12 +103,22 @@ class MarkovLanguage:
         backbone = (np.arange(S) % V + 1) % V  # the token after the context's last one
         succ = np.empty((S, b), dtype=np.int64)
         succ[:, 0] = backbone
-        for start in range(0, S, 4096):  # b-1 other distinct tokens, in row chunks
-            rows = slice(start, min(start + 4096, S))
+        # b-1 other distinct tokens, in row chunks of at most _DRAW_CHUNK numbers (the draws
+        # are the same for any chunk size: the generator's stream is consumed in row order)
+        chunk = max(1, min(4096, _DRAW_CHUNK // max(V - 1, 1)))
+        for start in range(0, S, chunk):
+            rows = slice(start, min(start + chunk, S))
             others = rng.random((rows.stop - start, V - 1)).argsort(axis=1)[:, : b - 1]
             succ[rows, 1:] = others + (others >= backbone[rows, None])  # skip the backbone
         probs = rng.gamma(self.concentration, size=(S, b))
-        probs /= probs.sum(axis=1, keepdims=True)
+        totals = probs.sum(axis=1, keepdims=True)
+        if not (totals > 0).all():
+            c = int(np.flatnonzero(totals[:, 0] == 0)[0])
+            raise ValueError(
+                f"concentration={self.concentration:g} is so small that every Dirichlet draw "
+                f"of context {c} underflowed to 0 (no distribution to normalise); expected a "
+                f"larger concentration (0.05 or more is safe)")
+        probs /= totals
         order = succ.argsort(axis=1)
         return np.take_along_axis(succ, order, 1), np.take_along_axis(probs, order, 1)
 
@@ -123,7 +149,7 @@ class MarkovLanguage:
 
     def entropy_rate(self, base: float = math.e) -> float:
         """Exact entropy rate ``sum_c pi(c) H(P(.|c))``: nats/token, or bits with ``base=2``."""
-        row_entropy = -(self.probs * np.log(self.probs)).sum(axis=1)
+        row_entropy = -_xlogx(self.probs).sum(axis=1)
         return float(self.stationary @ row_entropy) / log_base(base)
 
     def conditional_entropy(self, context_length: int, base: float = math.e) -> float:
@@ -189,8 +215,12 @@ class MarkovLanguage:
             context = context * V + x[j: len(x) - k + j]
         target = x[k:]
         hit = self.successors[context] == target[:, None]
-        logp = np.log(self.probs[context])
-        out = np.where(hit.any(axis=1), (logp * hit).sum(axis=1), -np.inf)
+        probs = self.probs[context]
+        # mask before summing: a successor of probability 0 has log p = -inf, and
+        # -inf * False would be NaN
+        with np.errstate(divide="ignore"):
+            logp = np.where(hit, np.log(probs), 0.0).sum(axis=1)
+        out = np.where(hit.any(axis=1), logp, -np.inf)
         return torch.from_numpy(out)
 
     def cross_entropy(self, tokens: object, base: float = math.e) -> float:
@@ -223,8 +253,18 @@ class MarkovLanguage:
         if self.vocab_size > len(SYMBOLS):
             raise ValueError(f"vocab_size {self.vocab_size} has no text form; "
                              f"expected at most {len(SYMBOLS)} tokens")
-        ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
-        return "".join(SYMBOLS[i] for i in ids)
+        x = tokens.detach().cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
+        if x.size == 0:
+            return ""
+        if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"tokens must be a 1-D array of integer token ids; got shape "
+                             f"{x.shape} and dtype {x.dtype}")
+        bad = (x < 0) | (x >= self.vocab_size)
+        if bad.any():  # a negative id would index SYMBOLS from the end, silently
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"tokens has id {int(x[i])} at position {i}; expected ids in "
+                             f"[0, {self.vocab_size})")
+        return "".join(SYMBOLS[i] for i in x.tolist())
 
     def tokenizer(self) -> CharTokenizer:
         """The character tokenizer of :meth:`to_text`'s output: its ids are the token ids."""

@@ -32,6 +32,7 @@ import tokenizers as hf_tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from course_lib.core.atomic import atomic_write_text
+from course_lib.core.validate import require_int
 
 __all__ = ["CharTokenizer", "BPETokenizer", "train_bpe", "train_wordpiece", "load_tokenizer",
            "BERT_SPECIAL_TOKENS"]
@@ -43,6 +44,10 @@ BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0-4,
 # single newline (preceded by a non-space) and the next non-space character.
 _SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
 _CHUNK_CHARS = 100_000
+#: The largest vocabulary a tokenizer may be trained to. HF ``tokenizers`` reserves room for
+#: every id before it starts (about 66 bytes each), so 2**31 ids would ask for ~140 GB and
+#: abort the process; real vocabularies stay below 300,000.
+MAX_VOCAB_SIZE = 2**20
 
 
 def _read_json(path: str | os.PathLike, kind: str) -> dict:
@@ -57,14 +62,36 @@ def _read_json(path: str | os.PathLike, kind: str) -> dict:
 
 
 def _check_ids(ids: object, vocab_size: int) -> list[int]:
+    """``ids`` as a list of Python ints in ``[0, vocab_size)`` (NumPy integers accepted)."""
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
     ids = list(ids)  # type: ignore[arg-type]
     for i, t in enumerate(ids):
-        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) \
+                or not 0 <= t < vocab_size:
             raise ValueError(f"ids has {t!r} at position {i}; expected integer token ids in "
                              f"[0, {vocab_size})")
-    return ids
+    return [int(t) for t in ids]
+
+
+def _check_vocab_cap(vocab_size: int) -> None:
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(f"vocab_size must be at most {MAX_VOCAB_SIZE:,} (2**20); got "
+                         f"{vocab_size:,}. The trainer reserves memory for every id before it "
+                         f"starts, so a vocabulary this large would exhaust memory")
+
+
+def _check_special_tokens(special_tokens: Sequence[str]) -> list[str]:
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a sequence of strings, not one string; got "
+                        f"{special_tokens!r} (write ({special_tokens!r},))")
+    tokens = list(special_tokens)
+    bad = [t for t in tokens if not isinstance(t, str) or not t]
+    if bad:
+        raise ValueError(f"special_tokens must be non-empty strings; got {bad[:3]!r}")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"special_tokens has duplicates: {tokens!r}")
+    return tokens
 
 
 def _safe_pieces(text: str) -> list[str]:
@@ -186,10 +213,9 @@ class BPETokenizer:
         """
         payload = json.loads(self.backend.to_str())
         n_fixed = self.vocab_size - len(payload["model"]["merges"])  # bytes + specials
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) \
-                or not n_fixed <= vocab_size <= self.vocab_size:
-            raise ValueError(f"vocab_size must be an integer in [{n_fixed}, {self.vocab_size}] "
-                             f"for this tokenizer; got {vocab_size!r}")
+        vocab_size = require_int(
+            "vocab_size", vocab_size, n_fixed, self.vocab_size,
+            expected=f"an integer in [{n_fixed}, {self.vocab_size}] for this tokenizer")
         model = payload["model"]
         model["vocab"] = {t: i for t, i in model["vocab"].items() if i < vocab_size}
         model["merges"] = model["merges"][: vocab_size - n_fixed]
@@ -253,12 +279,14 @@ def train_bpe(
     learned merges (fewer if the text runs out of pairs seen ``min_frequency`` times).
     Training is deterministic: the same text and settings give the same merges.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise TypeError(f"vocab_size must be an integer; got {vocab_size!r}")
+    special_tokens = _check_special_tokens(special_tokens)
     smallest = 256 + len(special_tokens) + 1
-    if not smallest <= vocab_size <= 2**31 - 1:
-        raise ValueError(f"vocab_size must be at least {smallest} (256 bytes, "
-                         f"{len(special_tokens)} special token(s), one merge); got {vocab_size}")
+    vocab_size = require_int("vocab_size", vocab_size, smallest, expected=(
+        f"an integer of at least {smallest} (256 bytes, {len(special_tokens)} special "
+        f"token(s), one merge)"))
+    _check_vocab_cap(vocab_size)
+    min_frequency = require_int("min_frequency", min_frequency, 0,
+                                expected="a non-negative integer (a count of occurrences)")
     if isinstance(texts, str):
         texts = [texts]
     texts = [t for t in texts if t]
@@ -293,8 +321,12 @@ def train_wordpiece(
     """
     from transformers import BertTokenizer
 
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 32:
-        raise ValueError(f"vocab_size must be an integer >= 32; got {vocab_size!r}")
+    vocab_size = require_int("vocab_size", vocab_size, 32, expected="an integer >= 32")
+    _check_vocab_cap(vocab_size)
+    min_frequency = require_int("min_frequency", min_frequency, 0,
+                                expected="a non-negative integer (a count of occurrences)")
+    model_max_length = require_int("model_max_length", model_max_length, 2,
+                                   expected="an integer >= 2 ([CLS] and [SEP])")
     texts = [texts] if isinstance(texts, str) else [t for t in texts if t]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("texts must be a non-empty string or iterable of non-empty strings")

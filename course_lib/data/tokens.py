@@ -32,12 +32,14 @@ import torch
 
 from course_lib import __version__
 from course_lib.core.atomic import atomic_open, atomic_write_text
+from course_lib.core.validate import require_int, require_number
 
 __all__ = [
     "CACHE_ENV_VAR",
     "FORMAT_VERSION",
     "default_cache_dir",
     "token_dtype",
+    "to_token_array",
     "encode_corpus",
     "token_file_info",
     "train_val_split",
@@ -68,10 +70,30 @@ def default_cache_dir() -> Path:
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """``uint16`` for vocabularies up to 65,536 ids, else ``uint32``."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) \
-            or not 1 <= vocab_size <= 2**32:
-        raise ValueError(f"vocab_size must be an integer in [1, 2**32]; got {vocab_size!r}")
+    vocab_size = require_int("vocab_size", vocab_size, 1, 2**32,
+                             expected="an integer in [1, 2**32]")
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+
+def to_token_array(ids: object, vocab_size: int) -> np.ndarray:
+    """Token ids as a 1-D array of :func:`token_dtype` ``(vocab_size)``: ``(n_tokens,)``.
+
+    Every id is checked to lie in ``[0, vocab_size)`` first: a plain ``astype`` to an
+    unsigned dtype would wrap an id that does not fit (70,000 stored as ``uint16`` reads
+    back as 4,464) or a negative one (-1 becomes 65,535) without any error.
+    """
+    dtype = token_dtype(vocab_size)
+    array = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+        raise TypeError(f"ids must be a 1-D sequence of integer token ids; got dtype "
+                        f"{array.dtype} and shape {array.shape}")
+    bad = (array < 0) | (array >= vocab_size)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"ids holds token id {int(array[i])} at position {i}, outside the "
+                         f"vocabulary [0, {vocab_size}) of vocab_size={vocab_size}; it does "
+                         f"not fit in {dtype.name} without wrapping around")
+    return array.astype(dtype)
 
 
 def _write_array(path: Path, ids: np.ndarray) -> None:
@@ -130,11 +152,12 @@ def encode_corpus(
         return cached
     encode = getattr(tokenizer, "encode_array", tokenizer.encode)
     ids = np.asarray(encode(text), dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= tokenizer.vocab_size):
-        raise ValueError(f"the tokenizer produced id {int(ids.max())} outside "
-                         f"[0, {tokenizer.vocab_size})")
+    try:
+        stored = to_token_array(ids, tokenizer.vocab_size)
+    except ValueError as err:
+        raise ValueError(f"the tokenizer produced an id outside its vocabulary: {err}") from None
     meta_path.unlink(missing_ok=True)  # metadata last: it marks the array as complete
-    _write_array(bin_path, ids.astype(dtype))
+    _write_array(bin_path, stored)
     meta = {
         "format_version": FORMAT_VERSION, "name": name, "text_sha256_16": digest,
         "tokenizer": type(tokenizer).__name__, "tokenizer_fingerprint": tokenizer.fingerprint,
@@ -161,6 +184,12 @@ def _check_tokens(tokens: object) -> None:
         raise TypeError(f"tokens must be a 1-D numpy array, memmap or tensor of token ids; "
                         f"got {type(tokens).__name__} with shape "
                         f"{getattr(tokens, 'shape', 'n/a')}")
+    integral = (not (tokens.is_floating_point() or tokens.is_complex()
+                     or tokens.dtype == torch.bool) if isinstance(tokens, torch.Tensor)
+                else np.issubdtype(tokens.dtype, np.integer))
+    if not integral:
+        raise TypeError(f"tokens must hold integer token ids; got dtype {tokens.dtype} "
+                        f"(a float array would be truncated to ids silently)")
 
 
 def train_val_split(tokens: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -170,9 +199,8 @@ def train_val_split(tokens: np.ndarray, val_fraction: float = 0.1) -> tuple[np.n
     of the other, so validation text is never trained on.
     """
     _check_tokens(tokens)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
-            or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in (0, 1); got {val_fraction!r}")
+    val_fraction = require_number("val_fraction", val_fraction, 0, 1, closed=(False, False),
+                                  expected="a number in (0, 1)")
     n_val = int(round(len(tokens) * val_fraction))
     if n_val < 2 or len(tokens) - n_val < 2:
         raise ValueError(f"tokens has {len(tokens)} tokens: val_fraction={val_fraction} leaves "
@@ -181,14 +209,16 @@ def train_val_split(tokens: np.ndarray, val_fraction: float = 0.1) -> tuple[np.n
     return tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val:]
 
 
-def _check_window(tokens: object, batch_size: int, context_length: int) -> None:
+def _check_window(tokens: object, batch_size: int, context_length: int) -> tuple[int, int]:
+    """``(batch_size, context_length)`` as Python ints, once the window fits in ``tokens``."""
     _check_tokens(tokens)
-    for arg, value in (("batch_size", batch_size), ("context_length", context_length)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer; got {value!r}")
+    batch_size, context_length = (
+        require_int(arg, value, 1, expected="a positive integer")
+        for arg, value in (("batch_size", batch_size), ("context_length", context_length)))
     if len(tokens) < context_length + 1:
         raise ValueError(f"tokens has {len(tokens)} tokens; context_length={context_length} "
                          f"needs at least {context_length + 1} (inputs plus the shifted target)")
+    return batch_size, context_length
 
 
 def _windows(
@@ -220,7 +250,7 @@ def get_batch(
     ``x[b] = tokens[i_b : i_b + T]`` and ``y[b] = tokens[i_b + 1 : i_b + T + 1]`` for start
     positions ``i_b`` drawn uniformly with ``generator`` (so batches are reproducible).
     """
-    _check_window(tokens, batch_size, context_length)
+    batch_size, context_length = _check_window(tokens, batch_size, context_length)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator (e.g. "
                         f"course_lib.core.seeding.make_generator(0)); got {type(generator).__name__}")
@@ -271,7 +301,7 @@ def sequential_batches(
     Yields ``x, y`` LongTensors ``(b, T)`` with ``b <= batch_size`` (the last batch may be
     smaller); a tail shorter than ``T + 1`` tokens is left out.
     """
-    _check_window(tokens, batch_size, context_length)
+    batch_size, context_length = _check_window(tokens, batch_size, context_length)
     T = context_length
     starts = list(range(0, len(tokens) - T, T))
     for first in range(0, len(starts), batch_size):

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
+from course_lib.core.validate import require_finite, require_int, require_number
+
 __all__ = ["symmetric_int8", "linear_layers", "quantize_int8", "prune_magnitude", "sparsity",
            "file_size", "time_generation"]
 
@@ -51,7 +53,10 @@ def symmetric_int8(weight: torch.Tensor, *, per_row: bool = False
     if per_row and weight.ndim != 2:
         raise ValueError(f"per_row=True needs a 2-D (out, in) weight; got shape "
                          f"{tuple(weight.shape)}")
-    w = weight.detach()
+    if weight.numel() == 0:
+        raise ValueError(f"weight is empty (shape {tuple(weight.shape)}); expected at least "
+                         f"one value to quantize")
+    w = require_finite("weight", weight.detach())  # an inf would make every scale inf
     peak = w.abs().amax(dim=1, keepdim=True) if per_row else w.abs().max()
     scale = torch.clamp(peak, min=torch.finfo(w.dtype).tiny) / 127.5
     q = torch.clamp(torch.round(w * (1.0 / scale)), -128, 127).to(torch.int8)
@@ -99,9 +104,8 @@ def prune_magnitude(model: nn.Module, amount: float) -> nn.Module:
     with many small weights lose more. Biases, norms and embeddings are kept. The zeros
     are made permanent (``prune.remove``): the copy is an ordinary dense model.
     """
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < 1:
-        raise ValueError(f"amount must be the fraction of weights to remove, in [0, 1); "
-                         f"got {amount!r}")
+    amount = require_number("amount", amount, 0, 1, closed=(True, False),
+                            expected="the fraction of weights to remove, in [0, 1)")
     pruned = copy.deepcopy(model)
     targets = [(m, "weight") for _, m in linear_layers(pruned)]
     if not targets:
@@ -140,8 +144,11 @@ def time_generation(model: nn.Module, prompt: torch.Tensor, new_tokens: int, *,
     ``prompt`` is ``(B, T0)`` token ids on the model's device. One untimed run comes
     first (memory allocation, kernel selection). On a GPU the clock waits for the device.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer; got {repeats!r}")
+    repeats = require_int("repeats", repeats, 1, expected="a positive integer")
+    new_tokens = require_int("new_tokens", new_tokens, 0, expected="a non-negative integer")
+    if not isinstance(prompt, torch.Tensor):
+        raise TypeError(f"prompt must be a tensor of token ids (B, T0); got "
+                        f"{type(prompt).__name__}")
     device = prompt.device
 
     def once() -> float:

@@ -22,23 +22,26 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from course_lib.core.losses import IGNORE_INDEX
+from course_lib.core.validate import (
+    plain,
+    require_bool,
+    require_int,
+    require_number,
+    require_token_ids,
+)
 from course_lib.models.kv_cache import KVCache
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "weight_decay_groups"]
 
-IGNORE_INDEX = -100  # targets equal to this are left out of the loss (as in PyTorch and HF)
-
 
 def _require_int(name: str, value: object, minimum: int) -> int:
     """``value`` as a Python ``int`` (NumPy integers accepted), at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
+    return require_int(name, value, minimum, expected=f"an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,15 @@ class GPTConfig:
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
         object.__setattr__(self, "d_ff", _require_int("d_ff", self.d_ff, 1))
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1); got {self.dropout!r}")
+        for name, low, high, closed, expected in (
+                ("dropout", 0, 1, (True, False), "a probability in [0, 1)"),
+                ("layer_norm_eps", 0, None, (False, True),
+                 "a positive number (LayerNorm divides by sqrt(variance + eps))"),
+                ("init_std", 0, None, (True, True), "a standard deviation >= 0")):
+            value = getattr(self, name)
+            checked = require_number(name, value, low, high, closed=closed, expected=expected)
+            object.__setattr__(self, name, plain(value, checked))
+        object.__setattr__(self, "bias", require_bool("bias", self.bias))
 
     @property
     def head_dim(self) -> int:
@@ -133,6 +143,7 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     and LayerNorm gains (1-D) are left alone, as in GPT-2 and nanoGPT. A tied
     weight appears once. Works for any ``nn.Module`` (BERT too).
     """
+    weight_decay = require_number("weight_decay", weight_decay, 0)
     params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -251,9 +262,43 @@ class GPT(nn.Module):
         keys and values the cache holds: its tokens get positions ``cache.length``
         onwards, attend to the stored positions, and are appended to the cache.
         """
-        if idx.ndim != 2 or idx.dtype not in (torch.int64, torch.int32):
+        targets = self._check_inputs(idx, targets)
+        return self._forward(idx, targets, cache)
+
+    def _check_inputs(self, idx: torch.Tensor, targets: torch.Tensor | None
+                      ) -> torch.Tensor | None:
+        """Refuse what :meth:`forward` cannot compute, naming the argument; return the
+        targets as int64. Token ids outside the vocabulary would be an ``IndexError`` on
+        the CPU and a device-side assert on a GPU: they are found with one comparison
+        over the batch and located only when there is one (skipped under
+        ``torch.compile``, where the check would break the graph)."""
+        if not isinstance(idx, torch.Tensor) or idx.ndim != 2 \
+                or idx.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"idx must be an integer tensor of shape (B, T); got dtype "
-                             f"{idx.dtype} and shape {tuple(idx.shape)}")
+                             f"{getattr(idx, 'dtype', type(idx).__name__)} and shape "
+                             f"{tuple(getattr(idx, 'shape', ()))}")
+        if idx.numel() == 0:
+            raise ValueError(f"idx is empty (shape {tuple(idx.shape)}); expected at least one "
+                             f"sequence of at least one token")
+        checking = not torch.compiler.is_compiling()
+        if checking:
+            require_token_ids("idx", idx, self.config.vocab_size)
+        if targets is None:
+            return None
+        if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+            raise ValueError(f"targets has shape {tuple(getattr(targets, 'shape', ()))}; "
+                             f"expected the shape of idx, {tuple(idx.shape)}")
+        if targets.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"targets must hold integer token ids (int64); got dtype "
+                             f"{targets.dtype}")
+        if checking:
+            require_token_ids("targets", targets, self.config.vocab_size,
+                              ignore_index=IGNORE_INDEX)
+        return targets.long()
+
+    def _forward(self, idx: torch.Tensor, targets: torch.Tensor | None,
+                 cache: KVCache | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` on inputs already checked (``generate`` checks its prompt once)."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.context_length:
@@ -271,9 +316,6 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         if targets is None:
             return logits, None
-        if targets.shape != idx.shape:
-            raise ValueError(f"targets has shape {tuple(targets.shape)}; expected the shape of "
-                             f"idx, {tuple(idx.shape)}")
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
 
@@ -312,11 +354,11 @@ class GPT(nn.Module):
         cache to be refilled from the shifted window at every step (as costly as no
         cache): the gain is in sequences up to ``context_length``.
         """
-        _require_int("max_new_tokens", max_new_tokens, 0)
-        if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0; got {temperature!r}")
+        max_new_tokens = _require_int("max_new_tokens", max_new_tokens, 0)
+        temperature = require_number("temperature", temperature, 0)
         if top_k is not None:
-            _require_int("top_k", top_k, 1)
+            top_k = _require_int("top_k", top_k, 1)
+        self._check_inputs(idx, None)  # once: every sampled token is in the vocabulary
         was_training = self.training
         self.eval()
         context = self.config.context_length
@@ -328,7 +370,7 @@ class GPT(nn.Module):
                     window = idx[:, -1:]  # only the newest token is not cached yet
                 else:  # empty, or full: (re)fill the cache from the window
                     cache.reset()
-            logits = self(window, cache=cache)[0][:, -1, :]  # (B, V): next-token prediction
+            logits = self._forward(window, None, cache)[0][:, -1, :]  # (B, V): next token
             if temperature == 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:

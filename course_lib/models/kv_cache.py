@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from course_lib.core.validate import require_int
+
 __all__ = ["KVCache"]
 
 
@@ -32,10 +34,11 @@ class KVCache:
     def __init__(self, n_layer: int, batch_size: int, n_head: int, capacity: int,
                  head_dim: int, *, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
-        for name, value in (("n_layer", n_layer), ("batch_size", batch_size),
-                            ("n_head", n_head), ("capacity", capacity), ("head_dim", head_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        n_layer, batch_size, n_head, capacity, head_dim = (
+            require_int(name, value, 1, expected="a positive integer")
+            for name, value in (("n_layer", n_layer), ("batch_size", batch_size),
+                                ("n_head", n_head), ("capacity", capacity),
+                                ("head_dim", head_dim)))
         shape = (batch_size, n_head, capacity, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]

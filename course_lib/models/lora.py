@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from course_lib.core.validate import plain, require_int, require_number
+
 __all__ = ["LoRALinear", "apply_lora", "lora_layers", "merge_lora", "unmerge_lora",
            "count_parameters", "copy_lora_weights_from_peft"]
 
@@ -38,12 +40,12 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear; got {type(base).__name__}")
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"r (the rank) must be a positive integer; got {r!r}")
-        if not (isinstance(alpha, (int, float)) and alpha > 0):
-            raise ValueError(f"alpha must be a positive number; got {alpha!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        r = require_int("r (the rank)", r, 1, expected="a positive integer")
+        # alpha = inf would make the update inf * 0 = NaN at the start (B is zero)
+        checked = require_number("alpha", alpha, 0, closed=(False, True),
+                                 expected="a positive number")
+        alpha = plain(alpha, checked)  # NumPy -> float; 16 stays 16 (in the repr)
+        dropout = plain(dropout, require_number("dropout", dropout, 0, 1, closed=(True, False)))
         self.base, self.r, self.alpha = base, r, alpha
         self.scaling = alpha / r
         for p in base.parameters():
@@ -100,8 +102,16 @@ def apply_lora(model: nn.Module, *, r: int = 8, alpha: float = 16, dropout: floa
 
     Raises ``ValueError`` when no linear layer matches ``target_modules``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
     if isinstance(target_modules, str):
         target_modules = (target_modules,)
+    if isinstance(modules_to_save, str):
+        modules_to_save = (modules_to_save,)
+    # checked before the model is frozen, so that a bad setting leaves it untouched
+    require_int("r (the rank)", r, 1, expected="a positive integer")
+    require_number("alpha", alpha, 0, closed=(False, True), expected="a positive number")
+    require_number("dropout", dropout, 0, 1, closed=(True, False))
     for p in model.parameters():
         p.requires_grad_(False)
     targets = [name for name, module in model.named_modules()

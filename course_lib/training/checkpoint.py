@@ -4,76 +4,36 @@ A checkpoint is a folder ``step_000120/`` inside the run's checkpoint directory:
 
 * ``model.safetensors``  — the weights (tied tensors stored once),
 * ``state.safetensors``  — every other tensor: optimizer moments, random-number states,
-* ``state.json``         — everything else: step, scheduler, histories, configs.
+* ``state.json``         — everything else: step, scheduler, histories, configs,
+* ``manifest.json``      — the sha256 of the three files above.
 
-The folder is written under a temporary name and renamed when complete, then the
-pointer file ``latest.json`` is replaced atomically (``os.replace``). A run killed
-at any moment therefore leaves either the previous checkpoint or the new one as
-"latest" — never a half-written one. safetensors files hold only tensors and
-cannot run code when loaded, unlike pickles.
+The folder is written under a temporary name and renamed when complete
+(:func:`course_lib.core.atomic.atomic_folder`), then the pointer file ``latest.json``
+is replaced atomically. A run killed at any moment therefore leaves either the
+previous checkpoint or the new one as "latest" — never a half-written one. Every file
+is checked against the manifest before a resume reads it, so a flipped byte is an
+error, not a silently different model; a damaged ``latest.json`` is an error that names
+it, never a silent restart from step 0. safetensors files hold only tensors and cannot
+run code when loaded, unlike pickles.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "write_json_atomic",
-           "file_sha256", "verify_sha256"]
+from course_lib.core.atomic import atomic_folder, write_json_atomic
+from course_lib.core.store import MANIFEST, folder_digests, verify_folder
+
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint"]
 
 LATEST = "latest.json"
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 digest of a file, as 64 hex digits (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_sha256(folder: str | os.PathLike, expected: dict[str, str]) -> None:
-    """Check that each file ``folder / name`` has the digest ``expected[name]``.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file
-    and both digests for a mismatch: weights that changed after they were recorded
-    are corrupted or substituted, and are not loaded.
-    """
-    for name, digest in expected.items():
-        path = Path(folder) / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (its sha256 is recorded as {digest})")
-        got = file_sha256(path)
-        if got != digest:
-            raise ValueError(f"{path} has sha256 {got}, but {digest} was recorded: the file "
-                             f"is corrupted or was replaced. Restore it (git checkout) or "
-                             f"delete it to produce it again")
 
 
 def _split_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -124,8 +84,7 @@ def save_checkpoint(
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(root / name) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         all_tensors = {f"extra.{k}": v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}
         meta: dict[str, Any] = {"step": step, "state": state or {}}
@@ -135,31 +94,41 @@ def save_checkpoint(
         if scheduler is not None:
             meta["scheduler"] = scheduler.state_dict()
         save_file(all_tensors, str(tmp / "state.safetensors"))
-        write_json_atomic(tmp / "state.json", meta)
-        final = root / name
-        if final.exists():  # the same step saved again (after a resume): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        write_json_atomic(tmp / MANIFEST, {"sha256": folder_digests(tmp)})
     write_json_atomic(root / LATEST, {"checkpoint": name, "step": step})
     for old in sorted(root.glob("step_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".step_*.tmp"):  # left behind by a run killed while saving
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return root / name
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The folder that ``latest.json`` names, or ``None`` if there is no complete checkpoint."""
+    """The folder that ``latest.json`` names; ``None`` if no checkpoint was ever completed.
+
+    A ``latest.json`` that cannot be read, or that names a folder that is not there, is a
+    ``ValueError`` naming the file: resuming from step 0 would silently throw the run
+    away (and the keep-``k`` rule would then delete the checkpoints it still has).
+    """
     root = Path(directory)
-    try:
-        name = json.loads((root / LATEST).read_text(encoding="utf-8"))["checkpoint"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+    pointer = root / LATEST
+    if not pointer.exists():
         return None
+    try:
+        name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+        if not isinstance(name, str) or not name.startswith("step_") or "/" in name:
+            raise TypeError(f"'checkpoint' is {name!r}, expected a folder name step_NNNNNN")
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{pointer} is damaged ({type(err).__name__}: {err}). Its folders "
+                         f"are {sorted(p.name for p in root.glob('step_*'))}: write "
+                         f"{{\"checkpoint\": \"step_NNNNNN\"}} into it to resume from one, "
+                         f"or delete {root} to start again") from None
     folder = root / name
-    return folder if (folder / "state.json").is_file() else None
+    if not (folder / "state.json").is_file():
+        raise ValueError(f"{pointer} names {name}, but {folder} is not a checkpoint (no "
+                         f"state.json); its folders are "
+                         f"{sorted(p.name for p in root.glob('step_*'))}")
+    return folder
 
 
 def load_checkpoint(
@@ -177,6 +146,10 @@ def load_checkpoint(
     folder = Path(folder)
     if not (folder / "state.json").is_file():
         raise FileNotFoundError(f"folder {str(folder)!r} is not a checkpoint (no state.json)")
+    if not (folder / MANIFEST).is_file():
+        raise ValueError(f"checkpoint {str(folder)!r} has no {MANIFEST}, so its files cannot "
+                         f"be verified; delete it to start again")
+    verify_folder(folder, json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"])
     meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False,
                                      device=str(device))

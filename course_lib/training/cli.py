@@ -42,13 +42,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from course_lib.data import corpora, tokens as data, tokenizers
-from course_lib.training.checkpoint import write_json_atomic
 from course_lib.core.device import get_device
-from course_lib.training.masked import mask_tokens, tiny_bert_config
-from course_lib.models import GPT, GPTConfig
 from course_lib.core.provenance import provenance
+from course_lib.data import corpora, tokenizers
+from course_lib.data import tokens as data
+from course_lib.models import GPT, GPTConfig
+from course_lib.core.atomic import write_json_atomic
 from course_lib.training.loop import TrainConfig, train
+from course_lib.models.bert import tiny_bert_config
+from course_lib.training.masked import mask_tokens
 
 __all__ = ["random_walk_tokens", "load_tokens", "corpus_tokens", "main"]
 

@@ -34,8 +34,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib.core.device import get_device
-from course_lib.training.masked import IGNORE_INDEX, mask_tokens
+from course_lib.core.losses import IGNORE_INDEX
+from course_lib.core.validate import plain, require_bool, require_int, require_number
 from course_lib.training.loop import NonFiniteLossError
+from course_lib.training.masked import mask_tokens
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
            "length_grouped_batches", "pad_batch", "predict_logits", "classification_metrics",
@@ -64,23 +66,29 @@ class FinetuneConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # NumPy numbers are accepted and stored as Python ones (the result is saved as
+        # JSON); Python values are stored as given.
         for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(
-                self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive integer or None; got {self.patience!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+            setattr(self, name, require_int(name, getattr(self, name), 1,
+                                            expected="a positive integer"))
+        self.seed = require_int("seed", self.seed, 0, expected="a non-negative integer")
+        if self.patience is not None:
+            self.patience = require_int("patience", self.patience, 1,
+                                        expected="a positive integer or None")
+        self.lr = plain(self.lr, require_number("lr", self.lr, 0, closed=(False, True),
+                                                expected="a positive number"))
         for name in ("warmup_ratio", "mlm_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)!r}")
-        if not (self.weight_decay >= 0 and self.mlm_alpha >= 0):
-            raise ValueError(f"weight_decay and mlm_alpha must be >= 0; got "
-                             f"{self.weight_decay!r} and {self.mlm_alpha!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+            value = getattr(self, name)
+            setattr(self, name, plain(value, require_number(name, value, 0, 1)))
+        for name in ("weight_decay", "mlm_alpha"):  # finite: inf would make every step NaN
+            value = getattr(self, name)
+            setattr(self, name, plain(value, require_number(name, value, 0)))
+        if self.grad_clip is not None:
+            self.grad_clip = plain(self.grad_clip, require_number(
+                "grad_clip", self.grad_clip, 0, closed=(False, True),
+                expected="positive or None"))
+        for name in ("group_by_length", "progress"):
+            setattr(self, name, require_bool(name, getattr(self, name)))
 
 
 @dataclass

@@ -33,10 +33,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_lib.training import checkpoint, distributed
-from course_lib.models import flops
 from course_lib.core.device import get_device
+from course_lib.core.losses import IGNORE_INDEX
+from course_lib.core.validate import plain, require_bool, require_int, require_number
+from course_lib.models import flops
 from course_lib.models.gpt import GPT, weight_decay_groups
+from course_lib.training import checkpoint, distributed
 
 __all__ = [
     "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine", "lm_loss", "train",
@@ -90,36 +92,52 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # NumPy numbers are accepted and stored as Python ones (the config is written to
+        # JSON with every checkpoint); Python values are stored as given.
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
         for name in ("max_steps", "grad_accum_steps", "eval_batches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            put(name, require_int(name, getattr(self, name), 1, expected="a positive integer"))
         for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio!r}")
-        if self.schedule_steps is not None and (
-                isinstance(self.schedule_steps, bool) or not isinstance(self.schedule_steps, int)
-                or self.schedule_steps < self.max_steps):
-            raise ValueError(f"schedule_steps must be None or an integer >= max_steps "
-                             f"({self.max_steps}); got {self.schedule_steps!r}")
+            put(name, require_int(name, getattr(self, name), 0,
+                                  expected="a non-negative integer"))
+        put("lr", plain(self.lr, require_number("lr", self.lr, 0, closed=(False, True),
+                                                expected="a positive number")))
+        put("min_lr_ratio", plain(self.min_lr_ratio, require_number(
+            "min_lr_ratio", self.min_lr_ratio, 0, 1)))
+        put("weight_decay", plain(self.weight_decay, require_number(
+            "weight_decay", self.weight_decay, 0,
+            expected="a number >= 0 (0: no decay; a negative decay grows the weights)")))
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") \
+                or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2) of numbers in [0, 1); got "
+                             f"{self.betas!r}")
+        betas = tuple(plain(b, require_number(f"betas[{i}]", b, 0, 1, closed=(True, False)))
+                      for i, b in enumerate(self.betas))
+        if any(b is not given for b, given in zip(betas, self.betas)):  # NumPy numbers only
+            put("betas", betas)
+        if self.schedule_steps is not None:
+            put("schedule_steps", require_int(
+                "schedule_steps", self.schedule_steps, self.max_steps,
+                expected=f"None or an integer >= max_steps ({self.max_steps})"))
         if self.warmup_steps > self.total_schedule_steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds the schedule's "
                              f"{self.total_schedule_steps} steps")
         steps = tuple(self.eval_steps)
-        if any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= self.max_steps
-               for s in steps):
+        try:
+            steps = tuple(require_int("eval_steps", s, 1, self.max_steps) for s in steps)
+        except (TypeError, ValueError):
             raise ValueError(f"eval_steps must be integers in [1, max_steps={self.max_steps}]"
-                             f"; got {list(steps)!r}")
-        object.__setattr__(self, "eval_steps", tuple(sorted(set(steps))))
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+                             f"; got {list(steps)!r}") from None
+        put("eval_steps", tuple(sorted(set(steps))))
+        if self.grad_clip is not None:
+            put("grad_clip", plain(self.grad_clip, require_number(
+                "grad_clip", self.grad_clip, 0, closed=(False, True),
+                expected="positive or None")))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
+        put("progress", require_bool("progress", self.progress))
 
     @property
     def total_schedule_steps(self) -> int:
@@ -194,7 +212,7 @@ def lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Te
     if isinstance(_unwrap(model), GPT):
         return model(x, y)[1]
     logits = model(input_ids=x).logits  # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def _flops_per_token(model: torch.nn.Module, seq_len: int) -> float:

@@ -1,4 +1,4 @@
-"""Masked language modelling: BERT's masking rule and a tiny BERT (chapters 5 and 6).
+"""Masked language modelling: BERT's masking rule, packing, batches and loss (chapter 5).
 
 BERT (Devlin et al. 2019) selects 15% of the tokens as prediction targets. Of
 those, 80% are replaced by ``[MASK]``, 10% by a random token and 10% are left
@@ -8,39 +8,23 @@ other position gets the target -100, which the loss ignores.
 
 :func:`mask_tokens` implements the rule with an explicit ``torch.Generator``;
 ``tests/unit/test_mlm.py`` checks its statistics against ``transformers``'
-``DataCollatorForLanguageModeling``. :func:`tiny_bert` builds a small
-``BertForMaskedLM`` from a ``BertConfig`` — no download — that trains on a CPU.
-
-:func:`pretrained_tiny_bert` returns such a model pretrained on WordNet's glosses
-(never on the test split of chapter 6), with its WordPiece tokenizer: it loads the
-committed checkpoint after checking its sha256, or retrains it with
-:func:`pretrain_tiny_bert` — :func:`pack_sequences`, :func:`masked_lm_batches`,
-:func:`masked_lm_loss` and :func:`course_lib.training.loop.train`.
+``DataCollatorForLanguageModeling``. :func:`pack_sequences`, :func:`masked_lm_batches`
+and :func:`masked_lm_loss` turn texts into the batches and the loss that
+:func:`course_lib.training.loop.train` needs; the course's tiny BERT
+(:mod:`course_lib.models.bert`) is pretrained with them by
+:mod:`course_lib.recipes.tiny_bert`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.training.checkpoint import file_sha256, verify_sha256
-from course_lib.core.provenance import provenance
+from course_lib.core.losses import IGNORE_INDEX
 
-__all__ = ["IGNORE_INDEX", "mask_tokens", "tiny_bert_config", "tiny_bert", "TinyBertRecipe",
-           "pack_sequences", "masked_lm_batches", "masked_lm_loss", "pretrain_tiny_bert",
-           "load_tiny_bert", "default_tiny_bert_dir", "pretrained_tiny_bert"]
-
-IGNORE_INDEX = -100
+__all__ = ["mask_tokens", "pack_sequences", "masked_lm_batches", "masked_lm_loss"]
 
 
 def _probability(name: str, value: float) -> float:
@@ -101,67 +85,6 @@ def mask_tokens(
     inputs = input_ids.masked_fill(to_mask, mask_token_id)
     inputs = torch.where(to_random, random_ids.to(device), inputs)
     return inputs, labels
-
-
-def tiny_bert_config(vocab_size: int, *, context_length: int = 128, n_layer: int = 2,
-                     n_head: int = 4, d_model: int = 128, dropout: float = 0.1, **kwargs):
-    """A ``transformers.BertConfig`` for a small BERT (MLP width ``4 d_model``).
-
-    Extra keyword arguments go to ``BertConfig`` (for example ``num_labels``,
-    ``pad_token_id``).
-    """
-    from transformers import BertConfig
-
-    if d_model % n_head:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
-    return BertConfig(
-        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layer,
-        num_attention_heads=n_head, intermediate_size=4 * d_model,
-        max_position_embeddings=context_length, hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout, **kwargs)
-
-
-def tiny_bert(config=None, **kwargs):
-    """A randomly initialised ``BertForMaskedLM``; ``config`` or :func:`tiny_bert_config` kwargs."""
-    from transformers import BertForMaskedLM
-
-    if config is None:
-        config = tiny_bert_config(**kwargs)
-    elif kwargs:
-        raise TypeError("pass either config or keyword arguments for tiny_bert_config, not both")
-    return BertForMaskedLM(config)
-
-
-# --- pretraining the course's tiny BERT on WordNet -----------------------------------
-
-MANIFEST = "pretraining.json"  # config, provenance and sha256 of the files, next to the weights
-_HASHED_FILES = ("model.safetensors", "tokenizer.json")
-
-
-@dataclass(frozen=True)
-class TinyBertRecipe:
-    """Everything that decides the pretrained tiny BERT: tokenizer, model and training.
-
-    ``batch_size`` counts packed sequences of ``context_length`` tokens;
-    ``val_fraction`` of the sequences are held out to measure the MLM loss. No
-    dropout: a few passes over the data leave the model far from overfitting (pass
-    ``hidden_dropout_prob=0.1`` to ``from_pretrained`` to fine-tune with it).
-    """
-
-    corpus: str = "wordnet"
-    vocab_size: int = 4096
-    context_length: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    d_model: int = 128
-    dropout: float = 0.0
-    batch_size: int = 32
-    max_steps: int = 5000
-    lr: float = 2e-3
-    warmup_steps: int = 200
-    weight_decay: float = 0.01
-    val_fraction: float = 0.02
-    seed: int = 0
 
 
 def pack_sequences(texts: Sequence[str], tokenizer, context_length: int) -> torch.Tensor:
@@ -234,128 +157,3 @@ def masked_lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> t
         hidden = model.bert(input_ids=inputs, attention_mask=attention_mask).last_hidden_state
         logits = model.cls(hidden[selected])  # (n_selected, V)
     return F.cross_entropy(logits.float(), labels[selected])
-
-
-def pretrain_tiny_bert(folder: str | os.PathLike, recipe: TinyBertRecipe | None = None, *,
-                       device: str | torch.device | None = None, progress: bool = True) -> Path:
-    """Train the tokenizer and the tiny BERT of ``recipe``; save both to ``folder``.
-
-    The corpus's lines are shuffled (``recipe.seed``), packed by
-    :func:`pack_sequences` and trained on with BERT's masking and
-    :func:`course_lib.training.loop.train`. Training checkpoints go to ``<folder>.partial/``,
-    so an interrupted call resumes where it stopped. ``folder`` then receives
-    ``model.safetensors`` + ``config.json`` (``save_pretrained``), the tokenizer, and
-    ``pretraining.json`` (recipe, result, provenance, sha256 of the weights and of
-    ``tokenizer.json``); it appears complete or not at all. Returns ``folder``.
-    """
-    from course_lib.data.corpora import load_corpus
-    from course_lib.data.tokenizers import train_wordpiece
-    from course_lib.training.loop import TrainConfig, train
-
-    recipe = recipe or TinyBertRecipe()
-    folder = Path(folder)
-    if (folder / MANIFEST).exists():
-        raise FileExistsError(f"folder {str(folder)!r} already holds a pretrained model; "
-                              f"delete it to pretrain again")
-    partial = folder.with_name(folder.name + ".partial")
-    text = load_corpus(recipe.corpus)
-    lines = text.splitlines()
-    tokenizer = train_wordpiece(lines, recipe.vocab_size, model_max_length=recipe.context_length)
-    order = np.random.default_rng(recipe.seed).permutation(len(lines))
-    sequences = pack_sequences([lines[i] for i in order], tokenizer, recipe.context_length)
-    get_batch = masked_lm_batches(sequences, recipe.batch_size, tokenizer,
-                                  val_fraction=recipe.val_fraction)
-    torch.manual_seed(recipe.seed)
-    model = tiny_bert(vocab_size=len(tokenizer), context_length=recipe.context_length,
-                      n_layer=recipe.n_layer, n_head=recipe.n_head, d_model=recipe.d_model,
-                      dropout=recipe.dropout, pad_token_id=tokenizer.pad_token_id)
-    config = TrainConfig(max_steps=recipe.max_steps, lr=recipe.lr,
-                         warmup_steps=recipe.warmup_steps, weight_decay=recipe.weight_decay,
-                         eval_interval=max(1, recipe.max_steps // 10), seed=recipe.seed,
-                         checkpoint_dir=str(partial / "checkpoints"),
-                         checkpoint_interval=max(1, recipe.max_steps // 10), progress=progress)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train(model, get_batch, config, device=device, resume=True,
-                   loss_fn=masked_lm_loss, description="tiny BERT (MLM)")
-    staging = partial / "final"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.cpu().save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    n_tokens = int((sequences != tokenizer.pad_token_id).sum())
-    manifest = {
-        "recipe": asdict(recipe),
-        "corpus": {"name": recipe.corpus, "lines": len(lines),
-                   "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                   "sequences": len(sequences), "tokens": n_tokens,
-                   "note": "WordNet 3.0 glosses without the test split of "
-                           "course_lib.data.corpora.wordnet_categories()"},
-        "result": {k: v for k, v in result.to_dict().items() if k != "lr"},
-        "provenance": provenance(result.device, function="course_lib.training.masked.pretrain_tiny_bert",
-                                 started=started),
-        "sha256": {name: file_sha256(staging / name) for name in _HASHED_FILES},
-    }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    if folder.exists() and not any(folder.iterdir()):
-        folder.rmdir()  # an empty folder left by someone: replace it
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, folder)
-    shutil.rmtree(partial, ignore_errors=True)
-    return folder
-
-
-def load_tiny_bert(folder: str | os.PathLike):
-    """``(BertForMaskedLM, BertTokenizer)`` from ``folder``, after checking the sha256 sums.
-
-    A file whose sha256 differs from the one in ``pretraining.json`` is an error
-    (a corrupted or substituted file), and so is a folder without that manifest.
-    """
-    from transformers import AutoTokenizer, BertForMaskedLM
-
-    folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
-        raise FileNotFoundError(f"folder {str(folder)!r} holds no {MANIFEST}: not a tiny BERT "
-                                f"saved by pretrain_tiny_bert")
-    verify_sha256(folder, json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["sha256"])
-    return BertForMaskedLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-
-
-def default_tiny_bert_dir() -> Path:
-    """``notebooks/results/tiny_bert`` of the course's repository when ``course_lib`` runs
-    from a checkout of it, else ``tiny_bert`` in :func:`course_lib.data.tokens.default_cache_dir`."""
-    repository = Path(__file__).resolve().parents[2]
-    if (repository / "notebooks").is_dir():
-        return repository / "notebooks" / "results" / "tiny_bert"
-    from course_lib.data.tokens import default_cache_dir
-    return default_cache_dir() / "tiny_bert"
-
-
-def pretrained_tiny_bert(path: str | os.PathLike | None = None, train_if_missing: bool = True):
-    """The course's tiny BERT pretrained on WordNet, and its tokenizer: ``(model, tokenizer)``.
-
-    ``model`` is a ``BertForMaskedLM`` (2 layers, width 128, 4 heads, 64 positions,
-    4,096 WordPiece ids: :class:`TinyBertRecipe`), pretrained with BERT's 80/10/10
-    masking on ``load_corpus("wordnet")``, which leaves out the test split of chapter
-    6's task. ``tokenizer`` is a lower-casing ``transformers.BertTokenizer`` that adds
-    ``[CLS] … [SEP]``; its ``model_max_length`` is the model's 64 positions, so call it
-    with ``truncation=True`` (fewer than 0.5% of WordNet definitions are longer).
-
-    ``path`` (default :func:`default_tiny_bert_dir`) is loaded with
-    :func:`load_tiny_bert`, which verifies the sha256 of the weights and tokenizer.
-    If it holds no model and ``train_if_missing``, :func:`pretrain_tiny_bert` trains
-    one there first: about half an hour on a 2-core CPU (minutes on a GPU),
-    resumable if interrupted. The folder is an ordinary ``transformers`` checkpoint,
-    so a classifier starts from it with::
-
-        BertForSequenceClassification.from_pretrained(path, num_labels=5)
-
-    (the encoder is loaded; the pooler and the classification layer are new, since
-    pretraining had no next-sentence task).
-    """
-    folder = Path(path) if path is not None else default_tiny_bert_dir()
-    if not (folder / MANIFEST).is_file():
-        if not train_if_missing:
-            raise FileNotFoundError(f"no pretrained tiny BERT in {str(folder)!r} and "
-                                    f"train_if_missing=False; call pretrained_tiny_bert("
-                                    f"train_if_missing=True) to train one there")
-        pretrain_tiny_bert(folder)
-    return load_tiny_bert(folder)

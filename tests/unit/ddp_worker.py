@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 
 from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPT, GPTConfig
-from course_lib.training.loop import TrainConfig, train
 from course_lib.training.cli import random_walk_tokens
+from course_lib.training.loop import TrainConfig, train
 
 
 def main(out: str) -> None:

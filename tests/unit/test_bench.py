@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from course_lib.scaling import bench
 from course_lib.models import GPTConfig
+from course_lib.scaling import bench
 
 
 @pytest.mark.parametrize("name, precision, expected", [

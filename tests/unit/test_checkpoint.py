@@ -6,8 +6,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from course_lib.training import checkpoint
 from course_lib.models import GPT, GPTConfig
+from course_lib.training import checkpoint
 
 CONFIG = GPTConfig(vocab_size=20, context_length=8, n_layer=1, n_head=2, d_model=16)
 
@@ -81,18 +81,46 @@ def test_a_killed_save_leaves_only_a_hidden_temporary_that_the_next_save_removes
     assert not stale.exists()
 
 
-def test_json_is_written_atomically(tmp_path, monkeypatch):
-    target = tmp_path / "result.json"
-    checkpoint.write_json_atomic(target, {"a": 1})
+def test_a_flipped_byte_in_a_checkpoint_is_refused_on_resume(tmp_path):
+    model, _, _ = trained()
+    folder = checkpoint.save_checkpoint(tmp_path, 1, model=model)
+    assert set(json.loads((folder / "manifest.json").read_text())["sha256"]) == {
+        "model.safetensors", "state.safetensors", "state.json"}
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors has sha256 .* corrupted"):
+        checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path), model=model)
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint.json, "dump", crash)
-    with pytest.raises(OSError):
-        checkpoint.write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 1}
-    assert list(tmp_path.iterdir()) == [target]
+def test_a_checkpoint_without_a_manifest_is_refused(tmp_path):
+    model, _, _ = trained()
+    folder = checkpoint.save_checkpoint(tmp_path, 1, model=model)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="has no manifest.json"):
+        checkpoint.load_checkpoint(folder, model=model)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", ["latest.json is damaged", "JSONDecodeError", "step_000001"]),
+    ('{"step": 1}', ["damaged", "KeyError"]),
+    ('{"checkpoint": "../elsewhere"}', ["damaged", "step_NNNNNN"]),
+    ('{"checkpoint": "step_000009"}', ["names step_000009", "not a checkpoint"]),
+])
+def test_a_damaged_latest_json_is_an_error_not_a_fresh_start(tmp_path, text, words):
+    model, _, _ = trained()
+    checkpoint.save_checkpoint(tmp_path, 1, model=model)
+    (tmp_path / "latest.json").write_text(text)
+    with pytest.raises(ValueError) as info:
+        checkpoint.latest_checkpoint(tmp_path)
+    for word in words:
+        assert word in str(info.value)
+    assert (tmp_path / "step_000001").is_dir()  # nothing deleted
+
+
+def test_no_latest_json_means_no_checkpoint_yet(tmp_path):
+    assert checkpoint.latest_checkpoint(tmp_path) is None
 
 
 def test_weights_are_plain_safetensors(tmp_path):
@@ -116,7 +144,7 @@ def test_loading_a_non_checkpoint_or_a_wrong_model_is_refused(tmp_path):
 def test_file_sha256_and_verify(tmp_path):
     import hashlib
 
-    from course_lib.training.checkpoint import file_sha256, verify_sha256
+    from course_lib.core.store import file_sha256, verify_sha256
 
     (tmp_path / "w.bin").write_bytes(b"weights" * 1000)
     digest = file_sha256(tmp_path / "w.bin")

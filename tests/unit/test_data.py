@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from course_lib.core import atomic
-from course_lib.data import tokens as data
 from course_lib.core.seeding import make_generator
+from course_lib.data import tokens as data
 from course_lib.data.tokenizers import CharTokenizer
 
 TEXT = "to be, or not to be: that is the question.\n" * 50

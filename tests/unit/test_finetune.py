@@ -3,13 +3,12 @@ best weights, and bad data gets clear errors."""
 
 import pytest
 import torch
-
-from course_lib.training import finetune as ft
-from course_lib.training.finetune import FinetuneConfig, classification_metrics, finetune
-from course_lib.recipes.pretrained import tied_mlm_head
-from course_lib.training.loop import NonFiniteLossError
 from finetune_fixtures import tiny_classifier, tiny_masked_lm, toy_task, word_tokenizer
 
+from course_lib.recipes.pretrained import tied_mlm_head
+from course_lib.training import finetune as ft
+from course_lib.training.finetune import FinetuneConfig, classification_metrics, finetune
+from course_lib.training.loop import NonFiniteLossError
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,16 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
-                          BertModel, GPT2Config, GPT2LMHeadModel)
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
 
-from course_lib.models import flops
-from course_lib.models import GPT, GPTConfig
+from course_lib.models import GPT, GPTConfig, flops
 
 
 def on_meta(cls, config, **kwargs):

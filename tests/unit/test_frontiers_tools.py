@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from course_lib.training.continual import replay_batches
-from course_lib.models import GPT, GPTConfig
 from course_lib.data.perturb import add_typos
+from course_lib.models import GPT, GPTConfig
 from course_lib.models.prompting import score_answer
+from course_lib.training.continual import replay_batches
 
 
 def constant(value):

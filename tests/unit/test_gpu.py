@@ -6,11 +6,11 @@
 import pytest
 import torch
 
-from course_lib.scaling import bench
 from course_lib.core import checks
-from course_lib.training import loop as T
 from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPT, GPTConfig
+from course_lib.scaling import bench
+from course_lib.training import loop as T
 from course_lib.training.cli import random_walk_tokens
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -5,11 +5,18 @@ import warnings
 
 import pytest
 import torch
+from finetune_fixtures import tiny_classifier
 from peft import LoraConfig, TaskType, get_peft_model
 
-from course_lib.models.lora import (LoRALinear, apply_lora, copy_lora_weights_from_peft,
-                             count_parameters, lora_layers, merge_lora, unmerge_lora)
-from finetune_fixtures import tiny_classifier
+from course_lib.models.lora import (
+    LoRALinear,
+    apply_lora,
+    copy_lora_weights_from_peft,
+    count_parameters,
+    lora_layers,
+    merge_lora,
+    unmerge_lora,
+)
 
 SETTINGS = dict(r=4, alpha=8, target_modules=("query", "value"))
 

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from course_lib.models import memory
-from course_lib.models import GPT, GPTConfig
+from course_lib.models import GPT, GPTConfig, memory
 
 
 def setup(config, batch_size, seed=0):

@@ -3,10 +3,11 @@
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (BertForMaskedLM, DataCollatorForLanguageModeling,
-                          PreTrainedTokenizerFast)
+from transformers import BertForMaskedLM, DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
-from course_lib.training.masked import IGNORE_INDEX, mask_tokens, tiny_bert, tiny_bert_config
+from course_lib.core.losses import IGNORE_INDEX
+from course_lib.models.bert import tiny_bert, tiny_bert_config
+from course_lib.training.masked import mask_tokens
 
 SPECIAL = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 VOCAB = {name: i for i, name in enumerate(SPECIAL)} | {f"w{i}": i + 5 for i in range(45)}

@@ -4,12 +4,19 @@ import shutil
 
 import pytest
 import torch
-
-from course_lib.training.checkpoint import file_sha256
-from course_lib.recipes.pretrained import (MINILM_SHA256, WeightsHashError, classifier_from_masked_lm,
-                                   load_classifier, load_tokenizer, minilm_dir, resolve,
-                                   tied_mlm_head)
 from finetune_fixtures import tiny_masked_lm
+
+from course_lib.recipes.pretrained import (
+    MINILM_SHA256,
+    WeightsHashError,
+    classifier_from_masked_lm,
+    load_classifier,
+    load_tokenizer,
+    minilm_dir,
+    resolve,
+    tied_mlm_head,
+)
+from course_lib.core.store import file_sha256
 
 
 def test_packaged_minilm_passes_its_hash_check_and_loads_offline():
@@ -27,7 +34,9 @@ def test_packaged_minilm_passes_its_hash_check_and_loads_offline():
 
 def test_tampered_weights_are_refused_with_both_hashes(tmp_path):
     source = minilm_dir()
-    shutil.copy(source / "tokenizer.json", tmp_path / "tokenizer.json")
+    for name in MINILM_SHA256:
+        shutil.copy(source / name, tmp_path / name)
+    minilm_dir(tmp_path)  # an exact copy passes
     (tmp_path / "model.safetensors").write_bytes(b"not the weights")
     with pytest.raises(WeightsHashError) as info:
         minilm_dir(tmp_path)
@@ -37,8 +46,39 @@ def test_tampered_weights_are_refused_with_both_hashes(tmp_path):
     assert "refusing to load" in message
 
 
+@pytest.mark.parametrize("name, change", [("config.json", "num_hidden_layers"),
+                                          ("config.json", "hidden_act"),
+                                          ("tokenizer_config.json", "do_lower_case")])
+def test_a_changed_config_is_refused_like_changed_weights(tmp_path, name, change):
+    import json
+
+    source = minilm_dir()
+    for file in MINILM_SHA256:
+        shutil.copy(source / file, tmp_path / file)
+    data = json.loads((tmp_path / name).read_text())
+    data[change] = {"num_hidden_layers": 5, "hidden_act": "relu"}.get(change, False)
+    (tmp_path / name).write_text(json.dumps(data))
+    with pytest.raises(WeightsHashError, match=f"{name} has sha256"):
+        minilm_dir(tmp_path)
+
+
+def test_verification_does_not_trust_the_files_date(tmp_path):
+    import os
+
+    source = minilm_dir()
+    for file in MINILM_SHA256:
+        shutil.copy2(source / file, tmp_path / file)
+    minilm_dir(tmp_path)
+    stat = os.stat(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text((source / "config.json").read_text()
+                                          .replace('"gelu"', '"relu"'))
+    os.utime(tmp_path / "config.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(WeightsHashError, match="config.json has sha256"):
+        minilm_dir(tmp_path)  # same date as when it last passed: checked anyway
+
+
 def test_missing_files_and_paths_get_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="lacks \\['model.safetensors', 'tokenizer.json'\\]"):
+    with pytest.raises(FileNotFoundError, match="lacks \\['model.safetensors', 'config.json'"):
         minilm_dir(tmp_path)
     with pytest.raises(FileNotFoundError, match="is not a folder with a saved model"):
         resolve(str(tmp_path / "no-such-model"))

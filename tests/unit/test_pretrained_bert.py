@@ -6,13 +6,15 @@ import pytest
 import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification
 
-from course_lib.training import masked as mlm
 from course_lib.data.tokenizers import train_wordpiece
+from course_lib.models.bert import tiny_bert
+from course_lib.recipes import tiny_bert as recipe
+from course_lib.training import masked as mlm
 
 TEXTS = [f"the {a} {b} sat on the {c}." for a in ("big", "small", "red")
          for b in ("dog", "cat", "bird") for c in ("mat", "roof", "tree", "chair")]
 PROBE_MARGIN = 0.08  # measured here: 0.54 (random init) -> 0.70 (pretrained)
-TINY = mlm.TinyBertRecipe(vocab_size=64, context_length=16, n_layer=1, n_head=2, d_model=16,
+TINY = recipe.TinyBertRecipe(vocab_size=64, context_length=16, n_layer=1, n_head=2, d_model=16,
                           batch_size=4, max_steps=4, warmup_steps=1, val_fraction=0.2)
 
 
@@ -57,7 +59,7 @@ def test_sparse_masked_lm_loss_equals_the_full_loss(tok):
     rows = mlm.pack_sequences(TEXTS, tok, 16)
     batch = mlm.masked_lm_batches(rows, 8, tok)("train", torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    model = mlm.tiny_bert(vocab_size=len(tok), context_length=16, n_layer=1, n_head=2,
+    model = tiny_bert(vocab_size=len(tok), context_length=16, n_layer=1, n_head=2,
                           d_model=16).eval()
     full = model(input_ids=batch[0], attention_mask=batch[2], labels=batch[1]).loss
     torch.testing.assert_close(mlm.masked_lm_loss(model, batch), full, atol=1e-6, rtol=1e-6)
@@ -68,23 +70,23 @@ def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bert")
     corpus = folder / "corpus.txt"
     corpus.write_text("\n".join(TEXTS * 10), encoding="utf-8")
-    recipe = TINY.__class__(**{**TINY.__dict__, "corpus": str(corpus)})
-    return mlm.pretrain_tiny_bert(folder / "tiny_bert", recipe, device="cpu", progress=False)
+    tiny = TINY.__class__(**{**TINY.__dict__, "corpus": str(corpus)})
+    return recipe.pretrain_tiny_bert(folder / "tiny_bert", tiny, device="cpu", progress=False)
 
 
 def test_pretrain_saves_a_verified_transformers_checkpoint(saved):
-    manifest = json.loads((saved / "pretraining.json").read_text())
-    assert manifest["result"]["steps"] == 4 and manifest["recipe"]["d_model"] == 16
-    assert set(manifest["sha256"]) == {"model.safetensors", "tokenizer.json"}
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["result"]["train"]["steps"] == 4 and manifest["spec"]["d_model"] == 16
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(manifest["files"])
     assert not saved.with_name("tiny_bert.partial").exists()  # checkpoints cleaned up
-    model, tok = mlm.pretrained_tiny_bert(saved, train_if_missing=False)
+    model, tok = recipe.pretrained_tiny_bert(saved, train_if_missing=False)
     assert isinstance(model, BertForMaskedLM) and model.config.hidden_size == 16
     assert tok("the dog")["input_ids"][0] == tok.cls_token_id
     classifier = BertForSequenceClassification.from_pretrained(saved, num_labels=5)
     torch.testing.assert_close(classifier.bert.embeddings.word_embeddings.weight,
                                model.bert.embeddings.word_embeddings.weight)
     with pytest.raises(FileExistsError, match="already holds a pretrained model"):
-        mlm.pretrain_tiny_bert(saved, TINY)
+        recipe.pretrain_tiny_bert(saved, TINY)
 
 
 def test_a_modified_weights_file_is_refused(saved, tmp_path):
@@ -95,11 +97,16 @@ def test_a_modified_weights_file_is_refused(saved, tmp_path):
         handle.seek(-4, 2)
         handle.write(b"\x00\x00\x80\x7f")
     with pytest.raises(ValueError, match="model.safetensors has sha256 .* was recorded"):
-        mlm.load_tiny_bert(copy)
+        recipe.load_tiny_bert(copy)
+    shutil.copy(saved / "model.safetensors", copy / "model.safetensors")
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(config | {"hidden_act": "relu"}))
+    with pytest.raises(ValueError, match="config.json has sha256 .* was recorded"):
+        recipe.load_tiny_bert(copy)  # a changed config is refused like changed weights
     with pytest.raises(FileNotFoundError, match="train_if_missing=False"):
-        mlm.pretrained_tiny_bert(tmp_path / "nothing", train_if_missing=False)
-    with pytest.raises(FileNotFoundError, match="holds no pretraining.json"):
-        mlm.load_tiny_bert(tmp_path)
+        recipe.pretrained_tiny_bert(tmp_path / "nothing", train_if_missing=False)
+    with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
+        recipe.load_tiny_bert(tmp_path)
 
 
 def test_the_committed_tiny_bert_is_the_default_recipe_and_beats_random_init():
@@ -113,16 +120,16 @@ def test_the_committed_tiny_bert_is_the_default_recipe_and_beats_random_init():
 
     from course_lib.data.corpora import load_corpus, wordnet_categories
 
-    folder = mlm.default_tiny_bert_dir()
-    manifest = json.loads((folder / "pretraining.json").read_text())
-    assert manifest["recipe"] == asdict(mlm.TinyBertRecipe())
+    folder = recipe.default_tiny_bert_dir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["spec"] == asdict(recipe.TinyBertRecipe())
     # trained on today's WordNet corpus, which leaves out chapter 6's test split
     text = load_corpus("wordnet")
-    assert manifest["corpus"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert manifest["result"]["corpus"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert (folder / "model.safetensors").stat().st_size < 5e6
-    model, tok = mlm.pretrained_tiny_bert(train_if_missing=False)
+    model, tok = recipe.pretrained_tiny_bert(train_if_missing=False)
     torch.manual_seed(0)
-    untrained = mlm.tiny_bert(model.config)
+    untrained = tiny_bert(model.config)
     task = wordnet_categories()
     train, test = task.subset("train", 1000, seed=0), task.validation[:500]
 

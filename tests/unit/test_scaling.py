@@ -9,13 +9,6 @@ import scipy.optimize
 import scipy.stats
 
 from course_lib.scaling import fits as scaling
-from course_lib.scaling.published_laws import (
-    BESIROGLU_2024,
-    GOPHER_BUDGET_FLOPS,
-    HOFFMANN_2022,
-    KAPLAN_2020,
-    PF_DAY_FLOPS,
-)
 from course_lib.scaling.fits import (
     ChinchillaLaw,
     bootstrap,
@@ -24,6 +17,13 @@ from course_lib.scaling.fits import (
     fit_power_law,
     isoflop_minima,
     training_flops,
+)
+from course_lib.scaling.published_laws import (
+    BESIROGLU_2024,
+    GOPHER_BUDGET_FLOPS,
+    HOFFMANN_2022,
+    KAPLAN_2020,
+    PF_DAY_FLOPS,
 )
 
 TRUTHS = {"hoffmann": HOFFMANN_2022, "besiroglu": BESIROGLU_2024}

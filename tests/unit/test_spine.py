@@ -9,7 +9,6 @@ import torch
 
 from course_lib.core import checks, device, glue, losses, plotting, seeding
 
-
 # --- device --------------------------------------------------------------------
 
 def test_auto_picks_cpu_when_nothing_else_exists(monkeypatch):

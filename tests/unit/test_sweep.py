@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from course_lib.models import flops
-from course_lib.scaling import sweep
 from course_lib.scaling import runs as run_module
+from course_lib.scaling import sweep
 from course_lib.scaling.budget import BudgetExceededError, FlopBudget
 from course_lib.scaling.results import load_results
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.training import loop as T
+from course_lib.data.tokenizers import CharTokenizer
 from course_lib.data.tokens import train_val_batches
 from course_lib.models import GPT, GPTConfig
-from course_lib.data.tokenizers import CharTokenizer
+from course_lib.training import loop as T
 from course_lib.training.cli import main, random_walk_tokens
 
 CONFIG = GPTConfig(vocab_size=16, context_length=16, n_layer=1, n_head=2, d_model=32)
@@ -126,7 +126,8 @@ def test_gradient_accumulation_counts_tokens_and_matches_big_batch():
 
 
 def test_trains_and_checkpoints_a_transformers_masked_lm(tmp_path):
-    from course_lib.training.masked import mask_tokens, tiny_bert
+    from course_lib.models.bert import tiny_bert
+    from course_lib.training.masked import mask_tokens
 
     torch.manual_seed(0)
     model = tiny_bert(vocab_size=17, context_length=16, n_layer=1, n_head=2, d_model=32)
