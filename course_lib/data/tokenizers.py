@@ -319,8 +319,6 @@ def train_wordpiece(
     round-trip it. The same texts give the same ids, except that pieces tied in
     frequency at the end of training may be kept in one run and not in another.
     """
-    from transformers import BertTokenizer
-
     vocab_size = require_int("vocab_size", vocab_size, 32, expected="an integer >= 32")
     _check_vocab_cap(vocab_size)
     min_frequency = require_int("min_frequency", min_frequency, 0,
@@ -330,6 +328,8 @@ def train_wordpiece(
     texts = [texts] if isinstance(texts, str) else [t for t in texts if t]
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError("texts must be a non-empty string or iterable of non-empty strings")
+    from transformers import BertTokenizer  # slow to import: after the checks
+
     backend = hf_tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -299,10 +299,15 @@ def sequential_batches(
     """Non-overlapping windows covering ``tokens`` once, in order: for evaluation.
 
     Yields ``x, y`` LongTensors ``(b, T)`` with ``b <= batch_size`` (the last batch may be
-    smaller); a tail shorter than ``T + 1`` tokens is left out.
+    smaller); a tail shorter than ``T + 1`` tokens is left out. The arguments are
+    checked when it is called, not when the first batch is asked for.
     """
     batch_size, context_length = _check_window(tokens, batch_size, context_length)
     T = context_length
     starts = list(range(0, len(tokens) - T, T))
-    for first in range(0, len(starts), batch_size):
-        yield _windows(tokens, starts[first: first + batch_size], T, device)
+
+    def windows() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for first in range(0, len(starts), batch_size):
+            yield _windows(tokens, starts[first: first + batch_size], T, device)
+
+    return windows()

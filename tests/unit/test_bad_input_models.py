@@ -1,0 +1,238 @@
+"""Bad input to the models layer (GPT, KV cache, LoRA, compression, memory, FLOPs,
+prompting) gets an error that names the argument, shows the value and says what was
+expected — before a CUDA device assert, a NaN output or a silent wrong answer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from bad_input_table import assert_clear_error, case_ids
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from course_lib.core.validate import require_token_ids
+from course_lib.models import compress, flops, memory, prompting
+from course_lib.models.gpt import GPT, GPTConfig
+from course_lib.models.kv_cache import KVCache
+from course_lib.models.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
+
+V = 16
+SHAPE = dict(vocab_size=V, context_length=8, n_layer=1, n_head=2, d_model=8)
+CONFIG = GPTConfig(**SHAPE)
+torch.manual_seed(0)
+MODEL = GPT(CONFIG).eval()
+INF, NAN = math.inf, math.nan
+
+
+def ids(*rows: list[int]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def config(**changes) -> GPTConfig:
+    return GPTConfig(**(SHAPE | changes))
+
+
+def lora_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def merged_layer() -> LoRALinear:
+    layer = LoRALinear(nn.Linear(4, 3), 2, 4)
+    layer.merge()
+    return layer
+
+
+def full_cache_forward():
+    cache = MODEL.new_cache(1)
+    MODEL(ids([1] * 6), cache=cache)
+    return MODEL(ids([1, 2, 3]), cache=cache)
+
+
+CASES = [
+    # --- GPTConfig ----------------------------------------------------------------------
+    (lambda: config(vocab_size=0), ValueError, ["vocab_size", "integer >= 1", "0"]),
+    (lambda: config(n_layer=2.0), TypeError, ["n_layer", "integer", "2.0"]),
+    (lambda: config(n_head=True), TypeError, ["n_head", "integer", "True"]),
+    (lambda: config(context_length=-4), ValueError, ["context_length", ">= 1", "-4"]),
+    (lambda: config(d_ff=0), ValueError, ["d_ff", ">= 1", "0"]),
+    (lambda: config(dropout=NAN), ValueError, ["dropout", "finite", "nan"]),
+    (lambda: config(dropout=-0.1), ValueError, ["dropout", "[0, 1)", "-0.1"]),
+    (lambda: config(dropout="0.1"), TypeError, ["dropout", "'0.1'", "str"]),
+    (lambda: config(layer_norm_eps=0.0), ValueError, ["layer_norm_eps", "positive", "0.0"]),
+    (lambda: config(init_std=-0.02), ValueError, ["init_std", ">= 0", "-0.02"]),
+    (lambda: config(init_std=INF), ValueError, ["init_std", "finite", "inf"]),
+    (lambda: config(bias="no"), TypeError, ["bias", "True or False", "'no'"]),
+    (lambda: GPT(SHAPE), TypeError, ["config", "GPTConfig", "dict"]),
+    # --- GPT.forward: token ids outside the vocabulary, before an IndexError/device assert
+    (lambda: MODEL(ids([1, 2, V])), ValueError,
+     ["idx", f"token id {V}", "position (0, 2)", f"[0, {V})", f"vocab_size={V}"]),
+    (lambda: MODEL(ids([1, 2], [-1, 0])), ValueError, ["idx", "token id -1", "position (1, 0)"]),
+    (lambda: MODEL(ids([1, 2]), ids([1, V])), ValueError,
+     ["targets", f"token id {V}", "position (0, 1)", f"vocab_size={V}", "-100"]),
+    (lambda: MODEL(ids([1, 2]), ids([-5, 1])), ValueError, ["targets", "token id -5", "(0, 0)"]),
+    (lambda: MODEL(ids([1, 2]), torch.tensor([[1.0, 2.0]])), ValueError,
+     ["targets", "integer", "torch.float32"]),
+    (lambda: MODEL(ids([1, 2]), ids([1, 2, 3])), ValueError, ["targets", "(1, 3)", "(1, 2)"]),
+    (lambda: MODEL(torch.zeros(2, 0, dtype=torch.long)), ValueError, ["idx", "empty", "(2, 0)"]),
+    (lambda: MODEL(torch.zeros(1, 3)), ValueError, ["idx", "integer tensor", "torch.float32"]),
+    (lambda: MODEL(np.zeros((1, 3), dtype=np.int64)), ValueError, ["idx", "integer tensor"]),
+    (lambda: MODEL(torch.zeros(3, dtype=torch.long)), ValueError, ["idx", "(B, T)", "(3,)"]),
+    (lambda: MODEL(torch.zeros(1, 9, dtype=torch.long)), ValueError,
+     ["T=9", "context_length=8"]),
+    # --- GPT.generate ---------------------------------------------------------------------
+    (lambda: MODEL.generate(ids([1]), 2, temperature=INF), ValueError,
+     ["temperature", "finite", "inf"]),
+    (lambda: MODEL.generate(ids([1]), 2, temperature=NAN), ValueError,
+     ["temperature", "finite", "nan"]),
+    (lambda: MODEL.generate(ids([1]), 2, top_k=0), ValueError, ["top_k", ">= 1", "0"]),
+    (lambda: MODEL.generate(ids([1]), -1), ValueError, ["max_new_tokens", ">= 0", "-1"]),
+    (lambda: MODEL.generate(ids([1]), 1.5), TypeError, ["max_new_tokens", "integer", "1.5"]),
+    (lambda: MODEL.generate(ids([99]), 2), ValueError,
+     ["idx", "token id 99", "position (0, 0)", f"vocab_size={V}"]),
+    (lambda: MODEL.generate(torch.zeros(1, 0, dtype=torch.long), 2), ValueError,
+     ["idx", "empty"]),
+    (lambda: MODEL.param_groups(-0.1), ValueError, ["weight_decay", ">= 0", "-0.1"]),
+    (lambda: MODEL.param_groups(NAN), ValueError, ["weight_decay", "finite", "nan"]),
+    # --- KV cache -------------------------------------------------------------------------
+    (lambda: KVCache(1, 0, 1, 4, 2), ValueError, ["batch_size", "positive integer", "0"]),
+    (lambda: KVCache(1.0, 1, 1, 4, 2), TypeError, ["n_layer", "positive integer", "1.0"]),
+    (lambda: MODEL.new_cache(0), ValueError, ["batch_size", "positive integer", "0"]),
+    (lambda: MODEL(ids([1]), cache=MODEL.new_cache(2)), ValueError,
+     ["batch_size=2", "batch size 1", "model.new_cache(1)"]),
+    (full_cache_forward, ValueError, ["T=3", "context_length=8", "6 cached positions"]),
+    # --- LoRA -----------------------------------------------------------------------------
+    (lambda: LoRALinear(nn.Linear(4, 3), 2, INF), ValueError, ["alpha", "finite", "inf"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 2, NAN), ValueError, ["alpha", "finite", "nan"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 2, 0), ValueError, ["alpha", "positive number", "0"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 2.0, 4), TypeError,
+     ["r (the rank)", "positive integer", "2.0"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 0, 4), ValueError, ["r (the rank)", "0"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 2, 4, dropout=1.0), ValueError,
+     ["dropout", "[0, 1)", "1.0"]),
+    (lambda: LoRALinear(nn.Linear(4, 3), 2, 4, dropout="0.1"), TypeError,
+     ["dropout", "number", "'0.1'"]),
+    (lambda: LoRALinear(nn.Conv1d(4, 3, 1), 2, 4), TypeError, ["base", "nn.Linear", "Conv1d"]),
+    (lambda: apply_lora(lora_net(), alpha=INF, target_modules=("0",)), ValueError,
+     ["alpha", "finite", "inf"]),
+    (lambda: apply_lora(lora_net(), target_modules=("query",)), ValueError,
+     ["target_modules", "'query'", "match no nn.Linear", "'0'"]),
+    (lambda: apply_lora("model"), TypeError, ["model", "nn.Module", "str"]),
+    (lambda: merged_layer().merge(), RuntimeError, ["already merged"]),
+    (lambda: unmerge_lora(lora_net()) and unmerge_lora(
+        apply_lora(lora_net(), target_modules=("0",))), RuntimeError, ["not merged"]),
+    # --- compression ----------------------------------------------------------------------
+    (lambda: compress.symmetric_int8(torch.zeros(0)), ValueError, ["weight", "empty", "(0,)"]),
+    (lambda: compress.symmetric_int8(torch.tensor([1.0, NAN])), ValueError,
+     ["weight", "non-finite", "nan", "(1,)"]),
+    (lambda: compress.symmetric_int8(torch.tensor([1, 2])), TypeError,
+     ["weight", "floating-point"]),
+    (lambda: compress.symmetric_int8(torch.ones(3), per_row=True), ValueError,
+     ["per_row=True", "2-D", "(3,)"]),
+    (lambda: compress.prune_magnitude(lora_net(), 1.0), ValueError, ["amount", "[0, 1)", "1.0"]),
+    (lambda: compress.prune_magnitude(lora_net(), NAN), ValueError, ["amount", "finite", "nan"]),
+    (lambda: compress.quantize_int8(nn.Sequential(nn.ReLU())), ValueError, ["no nn.Linear"]),
+    (lambda: compress.sparsity(nn.Sequential(nn.ReLU())), ValueError, ["no nn.Linear"]),
+    (lambda: compress.time_generation(MODEL, ids([1]), 1, use_cache=False, repeats=0),
+     ValueError, ["repeats", "positive integer", "0"]),
+    (lambda: compress.time_generation(MODEL, [[1]], 1, use_cache=False), TypeError,
+     ["prompt", "tensor", "list"]),
+    # --- memory and FLOPs -----------------------------------------------------------------
+    (lambda: memory.activation_bytes(CONFIG, 0), ValueError,
+     ["batch_size", "positive integer", "0"]),
+    (lambda: memory.activation_bytes(CONFIG, 2, 0), ValueError,
+     ["seq_len", "positive integer", "0"]),
+    (lambda: memory.activation_bytes(CONFIG, 2, bytes_per_value=0), ValueError,
+     ["bytes_per_value", "0"]),
+    (lambda: memory.training_memory(CONFIG, 2.5), TypeError, ["batch_size", "2.5"]),
+    (lambda: memory.training_memory(CONFIG, 2, optimizer_states=-1), ValueError,
+     ["optimizer_states", "non-negative", "-1"]),
+    (lambda: flops.param_counts("gpt2"), TypeError, ["config", "GPTConfig", "str"]),
+    (lambda: flops.forward_flops_breakdown(CONFIG, 0), ValueError,
+     ["context_length", "positive integer"]),
+    (lambda: flops.training_flops(0, 10), ValueError, ["positive number", "0"]),
+    # --- prompting ------------------------------------------------------------------------
+    (lambda: prompting.score_answer(MODEL, [], [1]), ValueError, ["prompt_ids", "non-empty"]),
+    (lambda: prompting.score_answer(MODEL, [V + 3], [1]), ValueError,
+     ["token id 19", f"vocab_size={V}"]),
+]
+
+
+@pytest.mark.parametrize("call, exc, words", CASES, ids=case_ids(CASES, "models"))
+def test_bad_input_gets_a_clear_error(call, exc, words):
+    assert_clear_error(call, exc, words)
+
+
+# NumPy scalars are numbers: everywhere a Python int or float is accepted, so are they.
+ACCEPTED = [
+    lambda: config(vocab_size=np.int64(V), dropout=np.float32(0.1), bias=np.bool_(True)),
+    lambda: MODEL.generate(ids([1]), np.int64(2), temperature=np.float32(0.5),
+                           top_k=np.int32(3)),
+    lambda: MODEL.new_cache(np.int64(2)),
+    lambda: LoRALinear(nn.Linear(4, 3), np.int64(2), np.float32(4.0), np.float64(0.1)),
+    lambda: compress.prune_magnitude(lora_net(), np.float32(0.5)),
+    lambda: memory.training_memory(CONFIG, np.int64(2), np.int32(4)),
+]
+
+
+@pytest.mark.parametrize("call", ACCEPTED, ids=case_ids(ACCEPTED, "numpy"))
+def test_numpy_scalars_are_accepted(call):
+    call()
+
+
+def test_numpy_settings_are_stored_as_python_numbers():
+    cfg = config(vocab_size=np.int64(V), dropout=np.float32(0.5))
+    assert type(cfg.vocab_size) is int and type(cfg.dropout) is float
+    layer = LoRALinear(nn.Linear(4, 3), np.int64(2), np.float32(4.0))
+    assert type(layer.r) is int and type(layer.alpha) is float and layer.scaling == 2.0
+    assert repr(LoRALinear(nn.Linear(4, 3), 2, 16)).count("alpha=16,") == 1  # 16 stays 16
+
+
+def test_a_token_id_equal_to_vocab_size_is_named_with_its_position():
+    idx = torch.zeros(2, 6, dtype=torch.long)
+    idx[1, 4] = V
+    with pytest.raises(ValueError) as info:
+        MODEL(idx)
+    assert str(info.value) == (f"idx holds token id {V} at position (1, 4), outside the "
+                               f"vocabulary [0, {V}) of vocab_size={V}")
+
+
+def test_ignored_targets_pass_the_check_and_the_loss_is_unchanged():
+    x, y = ids([1, 2, 3]), ids([2, 3, -100])
+    _, loss = MODEL(x, y)
+    logits = MODEL(x)[0]
+    expected = nn.functional.cross_entropy(logits[0, :2], y[0, :2])
+    assert torch.allclose(loss, expected)
+    _, loss32 = MODEL(x, y.int())  # int32 targets are accepted, like int32 ids
+    assert torch.equal(loss, loss32)
+
+
+def test_generate_checks_the_prompt_once_and_gives_the_same_tokens():
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = MODEL.generate(ids([1, 2]), 5, generator=g1)
+    b = MODEL.generate(ids([1, 2]), 5, generator=g2, use_cache=True)
+    assert torch.equal(a, b) and int(a.max()) < V
+
+
+class _Ops(TorchDispatchMode):
+    """Records the name of every PyTorch operator run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_id_check_is_a_few_elementwise_ops_and_locates_only_on_failure():
+    idx = torch.randint(V, (4, 8))
+    with _Ops() as ops:
+        require_token_ids("idx", idx, V)
+    # ge, lt, or, any, and one read of the answer (on a GPU the only synchronisation)
+    assert len(ops.names) <= 5 and not any("nonzero" in n for n in ops.names), ops.names
+    idx[3, 7] = V
+    with _Ops() as ops, pytest.raises(ValueError, match=r"position \(3, 7\)"):
+        require_token_ids("idx", idx, V)
+    assert any("nonzero" in n for n in ops.names)
