@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib.core.validate import require_int
+
 __all__ = [
     "KNOWN_CORPORA",
     "DEFAULT_CATEGORIES",
@@ -272,9 +274,8 @@ class WordNetSplits:
     def subset(self, split: str, n: int, seed: int = 0) -> list[tuple[str, int]]:
         """A stratified random subset of ``n`` examples of ``split`` (label-efficiency curves)."""
         examples = self._split(split)
-        if not isinstance(n, int) or not 1 <= n <= len(examples):
-            raise ValueError(f"n must be an integer in [1, {len(examples)}] for the {split} "
-                             f"split; got {n!r}")
+        n = require_int("n", n, 1, len(examples),
+                        expected=f"an integer in [1, {len(examples)}] for the {split} split")
         labels = np.array([y for _, y in examples])
         quota = _allocate(n, np.bincount(labels, minlength=len(self.labels)))
         rng = np.random.default_rng(seed)
@@ -324,6 +325,10 @@ def wordnet_categories(
                          f"{DEFAULT_CATEGORIES[:2]}; got {categories!r}")
     if len(set(categories)) != len(categories):
         raise ValueError(f"categories has duplicates: {list(categories)}")
+    for name, value in (("n_validation", n_validation), ("n_test", n_test)):
+        require_int(name, value, len(categories),
+                    expected=f"an integer >= {len(categories)} (one per class)")
+    require_int("seed", seed, 0, expected="a non-negative integer")
     synsets = read_wordnet()
     known = sorted({s.category for s in synsets})
     unknown = [c for c in categories if c not in known]
@@ -337,10 +342,6 @@ def wordnet_categories(
         seen[s.definition] = seen.get(s.definition, 0) + 1
     pool = [s for s in pool if seen[s.definition] == 1]
     counts = np.bincount([label_of[s.category] for s in pool], minlength=len(categories))
-    for name, value in (("n_validation", n_validation), ("n_test", n_test)):
-        if not isinstance(value, int) or value < len(categories):
-            raise ValueError(f"{name} must be an integer >= {len(categories)} (one per class); "
-                             f"got {value!r}")
     if n_validation + n_test > len(pool) - len(categories):
         raise ValueError(f"n_validation + n_test = {n_validation + n_test} leaves no training "
                          f"data: the pool holds {len(pool)} definitions")
@@ -378,8 +379,7 @@ def scaling_corpus(val_every: int = 8) -> tuple[str, str]:
     of 100 WordNet lines. Both parts mix verse, prose and definitions in the same
     proportions.
     """
-    if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 2:
-        raise ValueError(f"val_every must be an integer >= 2; got {val_every!r}")
+    val_every = require_int("val_every", val_every, 2, expected="an integer >= 2")
     train, val = [], []
     for i, text in enumerate(_shakespeare_documents().values()):
         (val if i % val_every == val_every - 1 else train).append(text.strip("\n"))
