@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 __all__ = [
     "ParamCounts",
     "param_counts",
@@ -185,12 +187,27 @@ def flops_per_token(
     return 3 * forward if training else forward
 
 
-def training_flops(n_params: float, n_tokens: float) -> float:
+#: FLOPs per parameter per training token: 2 for the forward pass, 4 for the backward.
+FLOPS_PER_PARAM_TOKEN = 6
+
+
+def training_flops(n_params: object, n_tokens: object,
+                   flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN) -> float | np.ndarray:
     """``C ≈ 6 N D`` FLOPs to train ``n_params`` parameters on ``n_tokens`` tokens.
 
-    The product, not the sum: doubling both the model and the data quadruples the compute.
+    The product, not the sum: doubling both the model and the data quadruples the
+    compute. Numbers give a float; arrays (of shapes that broadcast) give an array.
     """
+    checked = []
     for name, value in (("n_params", n_params), ("n_tokens", n_tokens)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number; got {value!r}")
-    return 6.0 * float(n_params) * float(n_tokens)
+        try:
+            array = np.asarray(value, dtype=float) if not isinstance(value, (bool, str)) \
+                else None
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.size == 0 or not np.all(np.isfinite(array) & (array > 0)):
+            raise ValueError(f"{name} must be a positive number (or an array of them); "
+                             f"got {value!r}")
+        checked.append(array)
+    c = flops_per_param_token * checked[0] * checked[1]
+    return float(c) if c.ndim == 0 else c

@@ -29,9 +29,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from course_lib.core.seeding import seeded
 from course_lib.core.store import file_sha256
 
 __all__ = ["MINILM", "MINILM_REQUIREMENT", "MINILM_SHA256", "WeightsHashError", "minilm_dir", "resolve", "load_tokenizer", "load_classifier",
@@ -170,8 +170,7 @@ def load_classifier(name_or_path: str | os.PathLike, num_labels: int, *, seed: i
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
         raise ValueError(f"num_labels must be an integer >= 2; got {num_labels!r}")
     source = resolve(name_or_path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return _from_pretrained(AutoModelForSequenceClassification, source,
                                 num_labels=num_labels, use_safetensors=True,
                                 **config_overrides)
@@ -196,8 +195,7 @@ def classifier_from_masked_lm(mlm_model: nn.Module, num_labels: int, *, seed: in
         if not hasattr(config, key):
             raise ValueError(f"{key!r} is not a BertConfig setting")
         setattr(config, key, value)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = BertForSequenceClassification(config)
     missing, unexpected = model.bert.load_state_dict(mlm_model.bert.state_dict(), strict=False)
     if unexpected or any(not k.startswith("pooler.") for k in missing):

@@ -40,10 +40,11 @@ from pathlib import Path
 
 import torch
 
+from course_lib.core.atomic import write_json_atomic
 from course_lib.core.device import describe_device, get_device
+from course_lib.core.seeding import seeded
 from course_lib.models import GPT, GPTConfig
 from course_lib.models.flops import flops_per_token
-from course_lib.core.atomic import write_json_atomic
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
            "bench_train_step", "bench_lora_merge", "bench_sweep", "main"]
@@ -156,11 +157,12 @@ def bench_train_step(config: GPTConfig, batch_size: int, *, device: torch.device
     """Time training steps of ours and HF's GPT-2 alternately; medians of ``repeats``."""
     from transformers import GPT2LMHeadModel
 
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(config.to_hf()).to(device)
-    hf.loss_type = "ForCausalLM"
-    ours = GPT.from_hf(hf).to(device)
-    x = torch.randint(config.vocab_size, (batch_size, config.context_length), device=device)
+    with seeded(0):  # the same models and batch every time; the caller's RNG untouched
+        hf = GPT2LMHeadModel(config.to_hf()).to(device)
+        hf.loss_type = "ForCausalLM"
+        ours = GPT.from_hf(hf).to(device)
+        x = torch.randint(config.vocab_size, (batch_size, config.context_length),
+                          device=device)
     y = torch.roll(x, -1, dims=1)
     run_ours = torch.compile(ours) if compile else ours
     run_hf = torch.compile(hf) if compile else hf
@@ -207,9 +209,9 @@ def bench_lora_merge(*, device: torch.device, batch_size: int = 64, seq_len: int
 
     config = config or BertConfig(hidden_size=384, num_hidden_layers=6,
                                   num_attention_heads=12, intermediate_size=1536)
-    torch.manual_seed(0)
-    model = BertModel(config).to(device).eval()
-    ids = torch.randint(config.vocab_size, (batch_size, seq_len), device=device)
+    with seeded(0):
+        model = BertModel(config).to(device).eval()
+        ids = torch.randint(config.vocab_size, (batch_size, seq_len), device=device)
 
     def timed(m) -> tuple[float, torch.Tensor]:
         out = m(input_ids=ids).last_hidden_state  # warm-up

@@ -38,6 +38,7 @@ import scipy.special
 import threadpoolctl
 
 from course_lib.core.validate import as_tensor, require_finite, require_in_range, require_positive
+from course_lib.models.flops import FLOPS_PER_PARAM_TOKEN, training_flops
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",
@@ -57,10 +58,6 @@ __all__ = [
     "ComputeOptimal",
     "compute_optimal",
 ]
-
-#: Forward (2) plus backward (4) FLOPs per parameter per training token.
-FLOPS_PER_PARAM_TOKEN = 6
-
 
 # --------------------------------------------------------------------- input checks
 def _positive_runs(name: str, x: object) -> np.ndarray:
@@ -93,16 +90,6 @@ def _runs(function: str, n_params: int, **arrays: object) -> list[np.ndarray]:
             f"(at least {n_params + 1}); got {n}"
         )
     return list(checked.values())
-
-
-def training_flops(N: object, D: object, flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN
-                   ) -> np.ndarray | float:
-    """Training compute ``C ≈ 6 N D`` in FLOPs: it grows with the *product* of N and D."""
-    n, d = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    if np.any(~np.isfinite(n) | (n <= 0)) or np.any(~np.isfinite(d) | (d <= 0)):
-        raise ValueError(f"N and D must be finite and positive; got N={N!r}, D={D!r}")
-    c = flops_per_param_token * n * d
-    return float(c) if c.ndim == 0 else c
 
 
 # ------------------------------------------------------------------ one power law

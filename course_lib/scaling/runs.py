@@ -41,6 +41,7 @@ from course_lib.core.atomic import atomic_open
 from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
 from course_lib.core.provenance import provenance
+from course_lib.core.seeding import seeded
 from course_lib.data.keyvalue import KeyValueLanguage
 from course_lib.data.synthetic import MarkovLanguage
 from course_lib.data.tokens import default_cache_dir
@@ -641,8 +642,8 @@ def run_one(
         budget.charge(spec.planned_flops(vocab), spec.name)
     device = get_device(device)
     config = spec.model_config(vocab)
-    torch.manual_seed(spec.seed)
-    model = GPT(config)
+    with seeded(spec.seed):  # the initial weights; the caller's RNG is left alone
+        model = GPT(config)
     x_val, y_val = data.validation_windows(spec.context_length)
     by_position: list[list[float] | None] = []
 

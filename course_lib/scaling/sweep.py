@@ -172,7 +172,7 @@ def expand_grid(grid: dict, source: str = "grid") -> tuple[Data, list[RunSpec]]:
             probe = spec(where, base | {"tokens": 10**12})
             config = probe.model_config(vocab)
             n = flops.param_counts(config).non_embedding
-            per_token = (6 * n if counting == "6ND" else
+            per_token = (flops.FLOPS_PER_PARAM_TOKEN * n if counting == "6ND" else
                          flops.flops_per_token(config, include_unembedding=True))
             bases.append((where, f"-lr{lr:g}" if isinstance(lrs, list) else "", base,
                           (n, per_token)))

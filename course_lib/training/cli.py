@@ -36,20 +36,21 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from course_lib.core.atomic import write_json_atomic
 from course_lib.core.device import get_device
 from course_lib.core.provenance import provenance
 from course_lib.data import corpora, tokenizers
 from course_lib.data import tokens as data
 from course_lib.models import GPT, GPTConfig
-from course_lib.core.atomic import write_json_atomic
-from course_lib.training.loop import TrainConfig, train
 from course_lib.models.bert import tiny_bert_config
+from course_lib.training import distributed
+from course_lib.training.loop import TrainConfig, train
 from course_lib.training.masked import mask_tokens
 
 __all__ = ["random_walk_tokens", "load_tokens", "corpus_tokens", "main"]
@@ -132,13 +133,13 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--dropout", type=float, default=0.0)
     run = p.add_argument_group("training")
     run.add_argument("--batch-size", type=int, default=16)
-    for name, kind, default in (("max-steps", int, 200), ("lr", float, 1e-3),
-                                ("min-lr-ratio", float, 0.1), ("warmup-steps", int, 20),
-                                ("weight-decay", float, 0.1), ("grad-clip", float, 1.0),
-                                ("grad-accum-steps", int, 1), ("eval-interval", int, 50),
-                                ("eval-batches", int, 8), ("checkpoint-interval", int, 0),
-                                ("seed", int, 0)):
-        run.add_argument(f"--{name}", type=kind, default=default)
+    run.add_argument("--max-steps", type=int, default=200)  # TrainConfig requires it
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # one source of defaults
+    for name, kind in (("lr", float), ("min-lr-ratio", float), ("warmup-steps", int),
+                       ("weight-decay", float), ("grad-clip", float),
+                       ("grad-accum-steps", int), ("eval-interval", int),
+                       ("eval-batches", int), ("checkpoint-interval", int), ("seed", int)):
+        run.add_argument(f"--{name}", type=kind, default=defaults[name.replace("-", "_")])
     run.add_argument("--checkpoint-dir", default=None)
     run.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
@@ -197,23 +198,23 @@ def main(argv: list[str] | None = None) -> int:
                                        args.batch_size, T, transform=transform)
     device = get_device(args.device)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    info = distributed.init_from_env(device.type)  # train() reuses this process group
     result = train(model, get_batch, config, device=device, resume=args.resume,
                    description=args.objective)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if rank == 0:
+    if info.is_main:
         record = {
             "provenance": provenance(result.device, command=" ".join(sys.argv),
                                      started=started, world_size=result.world_size),
             "data": data_info | {"n_tokens": len(tokens), "vocab_size": vocab},
-            "model_config": config_dict, "train_config": vars(args),
+            "model_config": config_dict, "train_config": asdict(config),
+            "arguments": vars(args),
             "result": result.to_dict(),
         }
         write_json_atomic(args.out, record)
         print(f"final train loss {result.final_train_loss:.4f}, val loss "
               f"{result.final_val_loss:.4f} nats/token; {result.tokens:,} tokens, "
               f"{result.flops:.3g} FLOPs, {result.wall_time_s:.1f} s -> {args.out}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    distributed.leave(info)
     return 0
 
 

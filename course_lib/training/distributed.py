@@ -15,7 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_from_env", "all_reduce_mean", "all_gather_objects", "barrier"]
+__all__ = ["DistInfo", "init_from_env", "leave", "all_reduce_mean", "all_gather_objects",
+           "barrier"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # init_from_env created the process group: leave() ends it
 
     @property
     def enabled(self) -> bool:
@@ -48,8 +50,9 @@ def init_from_env(device_type: str = "cpu") -> DistInfo:
     """Join the process group described by torchrun's environment variables.
 
     Without them (``WORLD_SIZE`` unset or 1) nothing happens: a single process.
-    An already initialised group is reused. The backend is ``nccl`` when
-    ``device_type`` is ``"cuda"`` and ``gloo`` otherwise.
+    An already initialised group is reused (and left to its creator); a group created
+    here is ended by :func:`leave`. The backend is ``nccl`` when ``device_type`` is
+    ``"cuda"`` and ``gloo`` otherwise.
     """
     world_size = _env_int("WORLD_SIZE", 1)
     info = DistInfo(_env_int("RANK", 0), world_size, _env_int("LOCAL_RANK", 0))
@@ -60,7 +63,14 @@ def init_from_env(device_type: str = "cpu") -> DistInfo:
         if device_type == "cuda":
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend=backend, rank=info.rank, world_size=world_size)
+        info = DistInfo(info.rank, info.world_size, info.local_rank, owns_group=True)
     return info
+
+
+def leave(info: DistInfo) -> None:
+    """End the process group if :func:`init_from_env` created it for ``info``."""
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float:

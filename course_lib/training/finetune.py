@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
+from course_lib.core.seeding import seeded
 from course_lib.core.validate import plain, require_bool, require_int, require_number
 from course_lib.training.loop import NonFiniteLossError
 from course_lib.training.masked import mask_tokens
@@ -287,8 +288,7 @@ def finetune(model: nn.Module, tokenizer, train: Sequence[Example],
     model.to(device)
     if mlm_head is not None:
         mlm_head.to(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed):  # dropout and new weights; the caller's RNG is left alone
         return _run(model, tokenizer, data, validation, config, mlm_head, device, description)
 
 

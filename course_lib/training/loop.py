@@ -220,7 +220,8 @@ def _flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
     try:
         return float(flops.flops_per_token(config, context_length=seq_len))
     except TypeError:  # a model the counter does not know: 6 x its trainable parameters
-        return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return flops.FLOPS_PER_PARAM_TOKEN * sum(
+            p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @dataclass
@@ -332,51 +333,54 @@ def train(
     if resume and config.checkpoint_dir is None:
         raise ValueError("resume=True needs config.checkpoint_dir, the folder to resume from")
     run, precision = _setup(model, config, device)
-    result = TrainResult(0, 0, 0.0, float(flops_per_token or 0.0), 0.0,
-                         sum(p.numel() for p in run.base.parameters()),
-                         device=str(run.device), world_size=run.info.world_size,
-                         precision=precision)
-    step, elapsed = 0, 0.0
-    folder = checkpoint.latest_checkpoint(config.checkpoint_dir) if resume else None
-    if folder is not None:
-        step, elapsed = _restore(folder, run, result, config)
-    start = time.perf_counter() - elapsed
-    run.model.train()
-    with tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
-              disable=not (config.progress and run.info.is_main)) as bar:
-        while step < config.max_steps:
-            loss_value = _accumulate_gradients(run, get_batch, loss_fn, config, result)
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"the training loss is {loss_value} at step {step + 1} (learning rate "
-                    f"{run.scheduler.get_last_lr()[0]:.3g}); training stopped before the "
-                    f"update. Try a lower lr, more warmup_steps or gradient clipping.",
-                    step=step + 1, loss=loss_value)
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
-            result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))
-            run.optimizer.step()
-            run.scheduler.step()
-            run.optimizer.zero_grad(set_to_none=True)
-            step += 1
-            result.train_loss.append((step, loss_value))
-            final = step == config.max_steps
-            if final or step in config.eval_steps or (
-                    config.eval_interval and step % config.eval_interval == 0):
-                value = (_evaluate(run, get_batch, loss_fn, config) if evaluate is None
-                         else _evaluate_with(run, evaluate))
-                result.val_loss.append((step, value))
-            shown = {"loss": f"{loss_value:.3f}"}
-            if result.val_loss:
-                shown["val"] = f"{result.final_val_loss:.3f}"
-            bar.set_postfix(shown, refresh=False)
-            bar.update(1)
-            result.steps, result.wall_time_s = step, time.perf_counter() - start
-            result.flops = result.flops_per_token * result.tokens
-            if config.checkpoint_dir and (final or (
-                    config.checkpoint_interval and step % config.checkpoint_interval == 0)):
-                _save(run, result, config)
-    return result
+    try:
+        result = TrainResult(0, 0, 0.0, float(flops_per_token or 0.0), 0.0,
+                             sum(p.numel() for p in run.base.parameters()),
+                             device=str(run.device), world_size=run.info.world_size,
+                             precision=precision)
+        step, elapsed = 0, 0.0
+        folder = checkpoint.latest_checkpoint(config.checkpoint_dir) if resume else None
+        if folder is not None:
+            step, elapsed = _restore(folder, run, result, config)
+        start = time.perf_counter() - elapsed
+        run.model.train()
+        with tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
+                  disable=not (config.progress and run.info.is_main)) as bar:
+            while step < config.max_steps:
+                loss_value = _accumulate_gradients(run, get_batch, loss_fn, config, result)
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"the training loss is {loss_value} at step {step + 1} (learning rate "
+                        f"{run.scheduler.get_last_lr()[0]:.3g}); training stopped before the "
+                        f"update. Try a lower lr, more warmup_steps or gradient clipping.",
+                        step=step + 1, loss=loss_value)
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
+                result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                step += 1
+                result.train_loss.append((step, loss_value))
+                final = step == config.max_steps
+                if final or step in config.eval_steps or (
+                        config.eval_interval and step % config.eval_interval == 0):
+                    value = (_evaluate(run, get_batch, loss_fn, config) if evaluate is None
+                             else _evaluate_with(run, evaluate))
+                    result.val_loss.append((step, value))
+                shown = {"loss": f"{loss_value:.3f}"}
+                if result.val_loss:
+                    shown["val"] = f"{result.final_val_loss:.3f}"
+                bar.set_postfix(shown, refresh=False)
+                bar.update(1)
+                result.steps, result.wall_time_s = step, time.perf_counter() - start
+                result.flops = result.flops_per_token * result.tokens
+                if config.checkpoint_dir and (final or (
+                        config.checkpoint_interval and step % config.checkpoint_interval == 0)):
+                    _save(run, result, config)
+        return result
+    finally:
+        distributed.leave(run.info)  # a process group train() created, it ends
 
 
 def _rng_tensors(run: _Run) -> dict[str, torch.Tensor]:

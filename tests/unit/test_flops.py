@@ -1,5 +1,6 @@
 """Parameter and FLOP counts from configs agree with transformers and PyTorch's counter."""
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -113,7 +114,11 @@ def test_flop_count_matches_pytorch_flop_counter():
 
 def test_training_flops_is_six_n_d():
     assert flops.training_flops(1e9, 2e10) == 1.2e20
-    with pytest.raises(ValueError, match="n_tokens must be a positive number; got 0"):
+    with pytest.raises(ValueError, match=r"n_tokens must be a positive number \(or an array "
+                                         r"of them\); got 0"):
         flops.training_flops(1e6, 0)
+    both = flops.training_flops(np.array([1e9, 2e9]), 2e10)  # arrays broadcast
+    assert both.tolist() == [1.2e20, 2.4e20]
+    assert flops.training_flops(1e9, 2e10, flops_per_param_token=8) == 1.6e20
     with pytest.raises(ValueError, match="context_length must be a positive integer"):
         flops.forward_flops_breakdown(CONFIG, 0)

@@ -257,7 +257,7 @@ ERRORS = [
     (lambda: compute_optimal(1e20, {"E": 1}), TypeError, ["law", "ChinchillaLaw", "dict"]),
     (lambda: compute_optimal(1e20, ChinchillaLaw(1.0, 1.0, 1.0, 0.0, 0.3)), ValueError,
      ["law.alpha", "> 0", "0.0"]),
-    (lambda: training_flops(0, 1e9), ValueError, ["N and D", "positive", "N=0"]),
+    (lambda: training_flops(0, 1e9), ValueError, ["n_params", "positive", "got 0"]),
     (lambda: bootstrap(fit_power_law, X5, X5, n_resamples=1), ValueError, ["n_resamples", ">= 2", "1"]),
     (lambda: bootstrap(fit_power_law, X5, X5, level=1.5), ValueError, ["level", "(0.0, 1.0)", "1.5"]),
     (lambda: bootstrap(fit_power_law, X5, X5[:4]), ValueError, ["runs", "common length", "[5, 4]"]),
