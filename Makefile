@@ -7,7 +7,11 @@
 #                  strict build, browser
 #   make execute   re-run the notebooks and store their outputs
 #   make lab       open JupyterLab on the notebooks
-#   make labs      write student copies (solutions stubbed) and instructor copies to _build/labs
+#   make labs      write student copies (solutions stubbed) and instructor copies to _build/labs,
+#                  and the graded labs (nbgrader release, hidden tests, gradebook) to
+#                  _build/labs/graded
+#   make grade SUBMISSIONS=folder   autograde submitted labs offline: grades CSV, feedback
+#                  pages and gradebook in _build/grades (book/instructors.md)
 #   make spread    run chapters under each arithmetic CI uses and report how far every
 #                  tolerance check moved (to choose tolerances; see tests/README.md)
 #   make gpu-check on a machine with a GPU: unit tests, GPU-mode notebook checks and a
@@ -54,7 +58,7 @@ NBVAL_MODE ?= --nbval-lax
 endif
 NBVAL     += $(NBVAL_MODE)
 
-.PHONY: setup book test unit nbval nbval-labs book-strict browser execute lab labs \
+.PHONY: setup book test unit nbval nbval-labs book-strict browser execute lab labs grade \
         spread gpu-check clean
 
 setup: $(STAMP)
@@ -78,6 +82,7 @@ unit: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(PYTEST) -q -n $(WORKERS) tests/unit tests/test_book_structure.py tests/test_labs.py \
 	  --doctest-modules course_lib
+	$(PYTEST) -q tests/test_grading.py
 
 # First pass: the chapters as stored, with the arithmetic that wrote them.
 nbval: $(STAMP)
@@ -112,6 +117,20 @@ gpu-check: $(STAMP)
 
 labs: $(STAMP)
 	$(BIN)/python tests/build_labs.py
+	$(BIN)/python tests/grading/assignments.py --out $(GRADED_LABS)
+
+# Autograde a folder of submissions (one sub-folder per student with <lab>.ipynb or
+# <lab>/<lab>.ipynb) against the graded labs, each in a sandbox: tests/grading/grade.py.
+GRADED_LABS ?= _build/labs/graded
+GRADES      ?= _build/grades
+GRADE_JOBS  ?= 2
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "make grade: SUBMISSIONS is not set; expected" \
+	  "SUBMISSIONS=folder with one sub-folder per student" >&2; exit 2; }
+	test -f $(GRADED_LABS)/manifest.json || \
+	  $(BIN)/python tests/grading/assignments.py --out $(GRADED_LABS)
+	$(BIN)/python tests/grading/grade.py "$(SUBMISSIONS)" --labs $(GRADED_LABS) \
+	  --out $(GRADES) --jobs $(GRADE_JOBS)
 
 lab: $(STAMP)
 	test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet "jupyterlab>=4,<5"
