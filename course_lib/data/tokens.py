@@ -35,6 +35,7 @@ from course_lib.core.atomic import atomic_open, atomic_write_text
 from course_lib.core.validate import require_int, require_number
 
 __all__ = [
+    "get_rows",
     "CACHE_ENV_VAR",
     "FORMAT_VERSION",
     "default_cache_dir",
@@ -257,6 +258,24 @@ def get_batch(
     T = context_length
     starts = torch.randint(len(tokens) - T, (batch_size,), generator=generator).tolist()
     return _windows(tokens, starts, T, device)
+
+
+def get_rows(rows: torch.Tensor | tuple[torch.Tensor, ...], batch_size: int,
+             generator: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``batch_size`` rows of ``rows`` ``(N, ...)`` drawn uniformly with replacement: the
+    sampler for data already cut into windows (validation windows, packed sequences).
+
+    A tuple of tensors with the same ``N`` (inputs and targets) gets the same rows of each.
+    """
+    batch_size = require_int("batch_size", batch_size, 1)
+    tensors = rows if isinstance(rows, tuple) else (rows,)
+    sizes = {len(t) for t in tensors}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"rows must be non-empty tensors with one first dimension; got "
+                         f"lengths {[len(t) for t in tensors]}")
+    index = torch.randint(sizes.pop(), (batch_size,), generator=generator)
+    picked = tuple(t[index] for t in tensors)
+    return picked if isinstance(rows, tuple) else picked[0]
 
 
 def train_val_batches(

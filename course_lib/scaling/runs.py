@@ -44,7 +44,7 @@ from course_lib.core.provenance import provenance
 from course_lib.core.seeding import seeded
 from course_lib.data.keyvalue import KeyValueLanguage
 from course_lib.data.synthetic import MarkovLanguage
-from course_lib.data.tokens import default_cache_dir
+from course_lib.data import tokens as token_arrays
 from course_lib.models import GPT, GPTConfig, flops
 from course_lib.scaling.budget import FlopBudget
 from course_lib.training.loop import NonFiniteLossError, TrainConfig, train
@@ -108,8 +108,8 @@ class KeyValueData:
         def get_batch(split: str, generator: torch.Generator):
             if split != "train":
                 x, y = self.validation_windows(T)
-                rows = torch.randint(len(x), (B,), generator=generator)
-                return x[rows].to(device), y[rows].to(device)
+                xb, yb = token_arrays.get_rows((x, y), B, generator)
+                return xb.to(device), yb.to(device)
             ranks = language.sample_keys(B * per_row, generator)
             window = language.segments(ranks).reshape(B, -1)[:, : T + 1]
             return window[:, :-1].to(device), window[:, 1:].to(device)
@@ -219,7 +219,7 @@ def _corpus_arrays(bpe_vocab: int, val_every: int) -> tuple[np.ndarray, np.ndarr
 
     train_text, val_text = scaling_corpus(val_every)
     digest = hashlib.sha256(train_text.encode("utf-8")).hexdigest()[:16]
-    path = default_cache_dir() / f"scaling-bpe{bpe_vocab}-{digest}.json"
+    path = token_arrays.default_cache_dir() / f"scaling-bpe{bpe_vocab}-{digest}.json"
     try:
         tokenizer = BPETokenizer.load(path)
     except (FileNotFoundError, ValueError):
@@ -294,7 +294,7 @@ class MarkovData:
 
     def splits(self, cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(train, val)`` token arrays ``(n,)``, uint8 or uint16, loaded or generated."""
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        folder = Path(cache_dir) if cache_dir is not None else token_arrays.default_cache_dir()
         key = (f"markov-V{self.vocab_size}-k{self.order}-b{self.branching}-"
                f"c{self.concentration:g}-s{self.seed}")
         dtype = np.uint8 if self.vocab_size <= 256 else np.uint16
@@ -378,14 +378,12 @@ def _window_batches(train_tokens: np.ndarray, validation: tuple[torch.Tensor, to
 
     def get_batch(split: str, generator: torch.Generator):
         if split != "train":
-            rows = torch.randint(len(x_val), (B,), generator=generator)
-            return x_val[rows].to(device), y_val[rows].to(device)
-        starts = torch.randint(len(train_tokens) - T, (B,), generator=generator).tolist()
-        window = torch.from_numpy(np.stack([train_tokens[s: s + T + 1] for s in starts])
-                                  .astype(np.int64))
-        x, y = window[:, :-1], window[:, 1:].clone()
+            xb, yb = token_arrays.get_rows((x_val, y_val), B, generator)
+            return xb.to(device), yb.to(device)
+        x, y = token_arrays.get_batch(train_tokens, B, T, generator, device)
+        y = y.clone()
         y[:, :ignore_first] = IGNORE_INDEX
-        return x.to(device), y.to(device)
+        return x, y
 
     return get_batch
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.core.losses import IGNORE_INDEX
+from course_lib.data.tokens import get_rows
 
 __all__ = ["mask_tokens", "pack_sequences", "masked_lm_batches", "masked_lm_loss"]
 
@@ -132,7 +133,7 @@ def masked_lm_batches(
 
     def get_batch(split: str, generator: torch.Generator):
         rows = splits[split]
-        ids = rows[torch.randint(len(rows), (batch_size,), generator=generator)]
+        ids = get_rows(rows, batch_size, generator)
         inputs, labels = mask_tokens(ids, mask_token_id=tokenizer.mask_token_id,
                                      vocab_size=len(tokenizer), generator=generator,
                                      special_token_ids=special)

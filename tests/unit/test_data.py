@@ -178,3 +178,17 @@ def test_batches_reach_the_gpu():
     assert torch.equal(x.cpu(), cpu_x)  # same windows wherever they land
     first, _ = next(data.sequential_batches(tokens, 4, 16, device="cuda"))
     assert first.is_cuda
+
+
+def test_get_rows_draws_the_same_rows_of_each_tensor_and_refuses_empty_input():
+    from course_lib.core.seeding import make_generator
+    from course_lib.data.tokens import get_rows
+
+    x, y = torch.arange(10).reshape(5, 2), torch.arange(10, 20).reshape(5, 2)
+    xb, yb = get_rows((x, y), 7, make_generator(0))
+    assert xb.shape == (7, 2) and torch.equal(yb - xb, torch.full((7, 2), 10))
+    assert torch.equal(get_rows(x, 7, make_generator(0)), xb)
+    with pytest.raises(ValueError, match="non-empty tensors with one first dimension"):
+        get_rows((x, y[:3]), 2, make_generator(0))
+    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+        get_rows(x, 0, make_generator(0))
