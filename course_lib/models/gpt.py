@@ -20,6 +20,7 @@ recomputing them: pass a :class:`~course_lib.models.kv_cache.KVCache` to ``forwa
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -136,15 +137,18 @@ class GPTConfig:
         )
 
 
-def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def weight_decay_groups(model: nn.Module | Iterable[nn.Parameter],
+                        weight_decay: float) -> list[dict]:
     """AdamW parameter groups: decay matrices and embeddings, not biases or norms.
 
     Weight decay shrinks the weight matrices and embeddings (2-D tensors); biases
     and LayerNorm gains (1-D) are left alone, as in GPT-2 and nanoGPT. A tied
-    weight appears once. Works for any ``nn.Module`` (BERT too).
+    weight appears once. Works for any ``nn.Module`` (BERT too) or a list of
+    parameters (a model and a head trained together).
     """
     weight_decay = require_number("weight_decay", weight_decay, 0)
-    params = [p for p in model.parameters() if p.requires_grad]
+    source = model.parameters() if isinstance(model, nn.Module) else model
+    params = [p for p in source if p.requires_grad]
     return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
@@ -261,6 +265,11 @@ class GPT(nn.Module):
         With a ``cache`` (:meth:`new_cache`), ``idx`` continues the sequences whose
         keys and values the cache holds: its tokens get positions ``cache.length``
         onwards, attend to the stored positions, and are appended to the cache.
+
+        A token id outside ``[0, vocab_size)`` in ``idx`` (or in ``targets``, other than
+        -100) raises ``ValueError`` naming the id, its position ``(b, t)`` and
+        ``vocab_size``, instead of an ``IndexError`` on the CPU or a device-side assert
+        on a GPU; so does an empty ``idx``.
         """
         targets = self._check_inputs(idx, targets)
         return self._forward(idx, targets, cache)

@@ -37,7 +37,8 @@ from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
 from course_lib.core.seeding import seeded
 from course_lib.core.validate import plain, require_bool, require_int, require_number
-from course_lib.training.loop import NonFiniteLossError
+from course_lib.models.gpt import weight_decay_groups
+from course_lib.training.loop import check_finite_loss
 from course_lib.training.masked import mask_tokens
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
@@ -297,10 +298,8 @@ def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneCo
     from transformers import get_linear_schedule_with_warmup
 
     params = _params(model, mlm_head)
-    # decay matrices and embeddings, not biases or LayerNorm gains (1-D)
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(weight_decay_groups(params, config.weight_decay),
+                                  lr=config.lr)
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(
@@ -327,11 +326,8 @@ def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneCo
                                     config.mlm_probability, generator)
                     total_loss = loss + config.mlm_alpha * mlm
                     sums["train_mlm_loss"] += mlm.item() / len(batches)
-                if not math.isfinite(total_loss.item()):
-                    raise NonFiniteLossError(
-                        f"the training loss is {total_loss.item()} at step {result.steps + 1} "
-                        f"(learning rate {scheduler.get_last_lr()[0]:.3g}); training stopped "
-                        f"before the update. Try a lower lr or more warmup.")
+                check_finite_loss(total_loss.item(), result.steps + 1,
+                                  scheduler.get_last_lr()[0])
                 total_loss.backward()
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -41,7 +41,8 @@ from course_lib.models.gpt import GPT, weight_decay_groups
 from course_lib.training import checkpoint, distributed
 
 __all__ = [
-    "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine", "lm_loss", "train",
+    "TrainConfig", "TrainResult", "NonFiniteLossError", "check_finite_loss", "WarmupCosine",
+    "lm_loss", "train",
 ]
 
 BatchFn = Callable[[str, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -59,6 +60,17 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, step: int | None = None, loss: float | None = None):
         super().__init__(message)
         self.step, self.loss = step, loss
+
+
+def check_finite_loss(loss: float, step: int, lr: float) -> None:
+    """Raise :class:`NonFiniteLossError` naming ``step`` and ``lr`` if ``loss`` is NaN or
+    infinite — before the update, so the weights are still those of the last good step.
+    Every training loop of the course calls it (the language models' and fine-tuning)."""
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"the training loss is {loss} at step {step} (learning rate {lr:.3g}); training "
+            f"stopped before the update. Try a lower lr, more warmup or gradient clipping.",
+            step=step, loss=loss)
 
 
 @dataclass(frozen=True)
@@ -348,12 +360,7 @@ def train(
                   disable=not (config.progress and run.info.is_main)) as bar:
             while step < config.max_steps:
                 loss_value = _accumulate_gradients(run, get_batch, loss_fn, config, result)
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"the training loss is {loss_value} at step {step + 1} (learning rate "
-                        f"{run.scheduler.get_last_lr()[0]:.3g}); training stopped before the "
-                        f"update. Try a lower lr, more warmup_steps or gradient clipping.",
-                        step=step + 1, loss=loss_value)
+                check_finite_loss(loss_value, step + 1, run.scheduler.get_last_lr()[0])
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
                 result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))
