@@ -271,6 +271,19 @@ def test_grades_feedback_and_gradebook_are_written(graded):
                 assert gb.find_submission(lab, student).score == pytest.approx(s.score)
 
 
+def test_a_notebook_over_its_time_limit_is_stopped_and_scored_zero(graded, tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "slow").mkdir(parents=True)
+    lab = "08_power_laws"
+    nbformat.write(submission(lab, "solution", graded["labs"], graded["decoy"]),
+                   subs / "slow" / f"{lab}.ipynb")
+    done = grade.grade(subs, graded["labs"], tmp_path / "out", timeout=3, jobs=1,
+                       watch=[graded["decoy"]])
+    assert done[0].score == 0 and done[0].status == "not graded in full", done[0]
+    assert any("time limit of 3 s" in f for f in done[0].flags), done[0].flags
+    assert (tmp_path / "out" / done[0].feedback).is_file()
+
+
 def test_bad_input_is_named(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     labs = tmp_path / "labs"

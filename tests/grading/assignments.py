@@ -513,6 +513,7 @@ def build(out: Path, chapters: list[str] | None = None, *, whole: bool = False,
 
     from nbgrader_course import api, write_config_file
 
+    out = out.resolve()  # nbgrader's database URL and folders are taken as absolute
     graded, spec = load_spec(spec_path)
     every = read_chapters()
     validate(graded, spec, every)

@@ -155,9 +155,13 @@ def read_notebook(path: Path) -> str | None:
 
 # --- watching for writes outside ------------------------------------------------------
 
-def snapshot(roots: list[Path], skip: tuple[str, ...] = (".git", ".venv", "_build")
+def snapshot(roots: list[Path], skip: tuple[str, ...] = ("_build", "__pycache__")
              ) -> dict[str, tuple[int, int]]:
-    """(size, mtime) of every file under ``roots``, skipping folders named in ``skip``."""
+    """(size, mtime) of every file under ``roots``, skipping folders named in ``skip``.
+
+    Hidden folders (``.git``, ``.venv``, tools' caches) are skipped too: the run checks
+    the environment once, before and after all submissions.
+    """
     seen = {}
     for root in roots:
         if root.is_file():
@@ -165,7 +169,7 @@ def snapshot(roots: list[Path], skip: tuple[str, ...] = (".git", ".venv", "_buil
             seen[str(root)] = (st.st_size, st.st_mtime_ns)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in skip]
+            dirnames[:] = [d for d in dirnames if d not in skip and not d.startswith(".")]
             for name in filenames:
                 p = os.path.join(dirpath, name)
                 try:
@@ -383,6 +387,7 @@ def grade(submissions: Path, labs: Path, out: Path, *, timeout: float = 600,
     ``watch``: folders compared before and after each submission, besides the
     submissions, the labs and the run's gradebook (default: the repository).
     """
+    submissions, labs, out = submissions.absolute(), labs.resolve(), out.resolve()
     known = labs_of(labs)
     todo = find_submissions(submissions, known)
     if out.resolve() in (submissions.resolve(), labs.resolve(), ROOT):
