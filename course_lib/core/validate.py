@@ -269,7 +269,7 @@ def require_token_ids(
     if ignore_index is not None:
         bad &= ids != ignore_index
     if bool(bad.any()):
-        where = _first_index(bad)
+        where = first_index(bad)
         other = (f"; the only other value allowed is {ignore_index} (a position left out "
                  f"of the loss)" if ignore_index is not None else "")
         raise ValueError(

@@ -28,9 +28,6 @@ CASES = [
     (lambda: char_gpt.evaluate_lm(MODEL, STREAM.astype(float), context_length=4), TypeError,
      ["tokens", "integer", "float64"]),
     (lambda: pretrained.resolve(""), ValueError, ["name_or_path", "'minilm'", "''"]),
-    (lambda: pretrained.load_classifier("minilm", 1), ValueError, ["num_labels", ">= 2", "1"]),
-    (lambda: pretrained.classifier_from_masked_lm(MODEL, 2), TypeError,
-     ["mlm_model", "BertForMaskedLM", "GPT"]),
 ]
 
 
