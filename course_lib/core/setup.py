@@ -43,13 +43,12 @@ def thread_count(threads: int | None = None) -> int:
     return os.cpu_count() or 1
 
 
-def setup_chapter(seed: int = 0, threads: int | None = None) -> int:
+def setup_chapter(seed: int = 0, threads: int | None = None) -> None:
     """Seed everything, use the course's figure style, set PyTorch's thread count.
 
-    Returns the number of threads set. Call once, in a chapter's first code cell.
+    Call once, in a chapter's first code cell; :func:`thread_count` says how many
+    threads it chose.
     """
     set_seed(seed)
     use_course_style()
-    count = thread_count(threads)
-    torch.set_num_threads(count)
-    return count
+    torch.set_num_threads(thread_count(threads))
