@@ -3,6 +3,7 @@
 May import ``core``; never ``data``, ``training``, ``scaling`` or ``recipes``.
 
 * ``gpt``        — the GPT of chapter 4; ``kv_cache`` — its cache for generation (ch. 11)
+* ``bert``       — a tiny ``transformers`` BERT built from a config (chapters 4–6)
 * ``flops``      — exact parameter counts and FLOPs per token; the one FLOP-accounting API
 * ``memory``     — training-memory estimate and measurement (chapter 4)
 * ``lora``       — LoRA from scratch, merged and unmerged, checked against ``peft`` (ch. 7)

@@ -6,7 +6,7 @@ May import ``core``, ``data`` and ``models``; never ``scaling`` or ``recipes``.
   warmup and cosine decay, clipping, evaluation, checkpoints, one or many processes
 * ``checkpoint``  — atomic, sha256-checked safetensors checkpoints; resume
 * ``distributed`` — the few ``torch.distributed`` calls the loop needs (torchrun)
-* ``masked``      — BERT's 80/10/10 masking and the tiny BERT's pretraining (ch. 5)
+* ``masked``      — BERT's 80/10/10 masking, packing, batches and loss (ch. 5)
 * ``finetune``    — sequence classification: padding, early stopping, metrics (ch. 6)
 * ``distill``     — Hinton's distillation loss (ch. 11); ``continual`` — replay (ch. 12)
 * ``cli``         — ``python -m course_lib.training.cli``
