@@ -22,14 +22,20 @@ import torch
 __all__ = ["set_seed", "make_generator", "seeded"]
 
 
+def _is_int(value: object) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def set_seed(seed: int, *, deterministic: bool = True) -> int:
     """Seed ``random``, ``numpy`` and ``torch`` (all devices); return ``seed``.
 
     With ``deterministic=True`` PyTorch is asked for deterministic kernels
     where they exist (``warn_only``: an op without one warns instead of failing).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    if not _is_int(seed) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -41,8 +47,9 @@ def set_seed(seed: int, *, deterministic: bool = True) -> int:
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` seeded with ``seed``, independent of the global state."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = int(seed)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
@@ -65,8 +72,9 @@ def seeded(seed: int) -> Iterator[None]:
     >>> bool(torch.rand(1) == before)  # the caller's stream went on untouched
     True
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+    if not _is_int(seed) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = int(seed)
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

@@ -157,8 +157,10 @@ def forward_flops_breakdown(config: object, context_length: int | None = None) -
     """
     s = _shape(config)
     n_ctx = s.n_positions if context_length is None else context_length
-    if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
+    if isinstance(n_ctx, (bool, np.bool_)) or not isinstance(n_ctx, (int, np.integer)) \
+            or n_ctx < 1:
         raise ValueError(f"context_length must be a positive integer; got {context_length!r}")
+    n_ctx = int(n_ctx)
     d, L = s.d_model, s.n_layer
     return FlopsBreakdown(
         attention_qkv=2 * L * d * 3 * d,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from course_lib.core.validate import require_token_ids
+
 __all__ = ["AnswerScore", "score_answer"]
 
 
@@ -43,7 +45,11 @@ def score_answer(model: torch.nn.Module, prompt_ids: list[int], answer_ids: list
         raise ValueError(f"prompt_ids and answer_ids must be non-empty; got "
                          f"{len(prompt_ids)} and {len(answer_ids)} ids")
     device = next(model.parameters()).device
-    ids = torch.tensor([list(prompt_ids) + list(answer_ids)], device=device)
+    ids = torch.tensor([list(prompt_ids) + list(answer_ids)])
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if vocab is not None:  # the last answer id is only a target: check it here too
+        require_token_ids("prompt_ids + answer_ids", ids, vocab)
+    ids = ids.to(device)
     was_training = model.training
     model.eval()
     out = model(ids[:, :-1])

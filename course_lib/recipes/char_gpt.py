@@ -130,8 +130,10 @@ def evaluate_lm(model: torch.nn.Module, tokens: np.ndarray, *, n_windows: int = 
     call. Works for any model that maps ``(B, T)`` ids to ``(B, T, V)`` logits, either
     directly or as the first element of a tuple (the course's GPT, quantized copies).
     """
-    if isinstance(n_windows, bool) or not isinstance(n_windows, int) or n_windows < 1:
+    if isinstance(n_windows, (bool, np.bool_)) or not isinstance(n_windows, (int, np.integer)) \
+            or n_windows < 1:
         raise ValueError(f"n_windows must be a positive integer; got {n_windows!r}")
+    n_windows = int(n_windows)
     was_training = model.training
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 __all__ = ["BudgetExceededError", "FlopBudget"]
 
 
@@ -36,7 +38,8 @@ class FlopBudget:
     """
 
     def __init__(self, total: float, name: str = "compute") -> None:
-        if isinstance(total, bool) or not isinstance(total, (int, float)) \
+        if isinstance(total, (bool, np.bool_)) or not isinstance(
+                total, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(total) or total < 0:
             raise ValueError(f"total must be a non-negative, finite number of FLOPs (0 "
                              f"allows nothing); got {total!r}")
@@ -69,7 +72,8 @@ class FlopBudget:
 
     @staticmethod
     def _checked(flops: float, what: str) -> float:
-        if isinstance(flops, bool) or not isinstance(flops, (int, float)) \
+        if isinstance(flops, (bool, np.bool_)) or not isinstance(
+                flops, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(flops) or flops < 0:
             raise ValueError(f"{what} must be a non-negative, finite number of FLOPs; "
                              f"got {flops!r}")

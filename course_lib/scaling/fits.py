@@ -283,8 +283,8 @@ def fit_chinchilla(N: object, D: object, L: object, delta: float = 1e-3, *,
     if unknown:
         raise ValueError(f"grid has unknown key(s) {sorted(unknown)}; expected some of "
                          f"{sorted(DEFAULT_GRID)}")
-    if not isinstance(random_starts, int) or isinstance(random_starts, bool) \
-            or random_starts < 0:
+    if not isinstance(random_starts, (int, np.integer)) \
+            or isinstance(random_starts, (bool, np.bool_)) or random_starts < 0:
         raise ValueError(f"random_starts must be a non-negative integer; got {random_starts!r}")
     box = _bounds(bounds)
     mx, my = np.log(n).mean(), np.log(d).mean()

@@ -42,9 +42,9 @@ from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
 from course_lib.core.provenance import provenance
 from course_lib.core.seeding import seeded
+from course_lib.data import tokens as token_arrays
 from course_lib.data.keyvalue import KeyValueLanguage
 from course_lib.data.synthetic import MarkovLanguage
-from course_lib.data import tokens as token_arrays
 from course_lib.models import GPT, GPTConfig, flops
 from course_lib.scaling.budget import FlopBudget
 from course_lib.training.loop import NonFiniteLossError, TrainConfig, train
@@ -293,11 +293,12 @@ class MarkovData:
         return self.order - 1
 
     def splits(self, cache_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(train, val)`` token arrays ``(n,)``, uint8 or uint16, loaded or generated."""
+        """``(train, val)`` token arrays ``(n,)``, loaded or generated (the smallest unsigned
+        dtype that holds ``vocab_size`` ids: uint8, uint16 or uint32)."""
         folder = Path(cache_dir) if cache_dir is not None else token_arrays.default_cache_dir()
         key = (f"markov-V{self.vocab_size}-k{self.order}-b{self.branching}-"
                f"c{self.concentration:g}-s{self.seed}")
-        dtype = np.uint8 if self.vocab_size <= 256 else np.uint16
+        dtype = np.uint8 if self.vocab_size <= 256 else token_arrays.token_dtype(self.vocab_size)
         arrays = []
         for n, seed in ((self.train_tokens, self.sample_seed),
                         (self.val_tokens, self.sample_seed + 1)):

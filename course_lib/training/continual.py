@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 __all__ = ["replay_batches"]
@@ -29,7 +30,8 @@ def replay_batches(new: BatchFn, old: BatchFn, replay_fraction: float, *,
     ``replay_fraction = 0`` is plain fine-tuning. ``val_from`` (``"old"`` or
     ``"new"``) says which task the ``"val"`` split evaluates.
     """
-    if isinstance(replay_fraction, bool) or not isinstance(replay_fraction, (int, float)) \
+    if isinstance(replay_fraction, (bool, np.bool_)) or not isinstance(
+            replay_fraction, (int, float, np.integer, np.floating)) \
             or not 0.0 <= replay_fraction < 1.0:
         raise ValueError(f"replay_fraction must be a number in [0, 1); got {replay_fraction!r}")
     if val_from not in ("old", "new"):

@@ -159,6 +159,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: t
     each chunk is sorted by length and split into batches, and the batches are
     shuffled: batches stay random but hold texts of similar length.
     """
+    batch_size = require_int("batch_size", batch_size, 1)
     order = torch.randperm(len(lengths), generator=generator).tolist()
     if not group:
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -171,6 +172,8 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, generator: t
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad token-id lists to the longest: ``input_ids`` and ``attention_mask``, both ``(B, T)``."""
+    if len(ids) == 0:
+        raise ValueError("ids is empty: pad_batch needs at least one list of token ids")
     longest = max(len(row) for row in ids)
     input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -95,9 +96,10 @@ def pack_sequences(texts: Sequence[str], tokenizer, context_length: int) -> torc
     cut); a row ends where the next text would not fit and is padded with ``[PAD]``.
     Packing wastes little compute on padding, as RoBERTa's FULL-SENTENCES input does.
     """
-    if isinstance(context_length, bool) or not isinstance(context_length, int) \
-            or context_length < 3:
+    if isinstance(context_length, (bool, np.bool_)) \
+            or not isinstance(context_length, (int, np.integer)) or context_length < 3:
         raise ValueError(f"context_length must be an integer >= 3; got {context_length!r}")
+    context_length = int(context_length)
     cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
     encoded = tokenizer(list(texts), add_special_tokens=False, truncation=True,
                         max_length=context_length - 2)["input_ids"]

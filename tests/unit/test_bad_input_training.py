@@ -140,3 +140,27 @@ def test_distillation_with_numpy_settings_matches_python_ones():
     a = kd(student, teacher, y, temperature=2.0, alpha=0.5)
     b = kd(student, teacher, y, temperature=np.float32(2.0), alpha=np.float64(0.5))
     assert torch.equal(a, b)
+
+
+def test_lead_found_cases_are_guarded():
+    """Cases the bad-input review found in modules outside its files."""
+    import numpy as np
+
+    from course_lib.core import checks, seeding
+    from course_lib.models import GPT, GPTConfig, flops
+    from course_lib.models.prompting import score_answer
+    from course_lib.scaling.budget import FlopBudget
+    from course_lib.training import finetune
+
+    with pytest.raises(ValueError, match="ids is empty"):
+        finetune.pad_batch([], 0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1; got 0"):
+        finetune.length_grouped_batches([3, 4], 0, torch.Generator())
+    model = GPT(GPTConfig(vocab_size=8, context_length=8, n_layer=1, n_head=1, d_model=8))
+    with pytest.raises(ValueError, match="token id 8 at position \\(0, 2\\)"):
+        score_answer(model, [1, 2], [8])
+    assert seeding.make_generator(np.int64(3)).initial_seed() == 3  # NumPy integers
+    seeding.set_seed(np.int64(0))
+    FlopBudget(np.float32(10.0)).charge(np.int64(3), "run")
+    assert checks.expect_close("x", 1.0, 1.0, atol=np.float32(0.1)) is not None
+    assert flops.forward_flops_breakdown(model.config, np.int64(4)).total > 0
