@@ -16,11 +16,10 @@ run never leaves a half-written model: the next call trains again.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +69,10 @@ def shakespeare_chars(val_fraction: float = 0.1) -> CharData:
 
 
 def model_spec(config: GPTConfig, train_config: TrainConfig, seed: int) -> dict:
-    """What decides a trained model: its config, the training settings that differ from
-    :class:`TrainConfig`'s defaults (so that a setting added later, at its default, leaves
-    every stored spec valid; ``progress`` changes nothing), and the seed."""
-    settings = json.loads(json.dumps(asdict(train_config)))
-    defaults = json.loads(json.dumps({f.name: f.default for f in fields(TrainConfig)
-                                      if f.default is not MISSING}))
-    changed = {k: v for k, v in settings.items() if k != "progress" and v != defaults.get(k)}
-    return {"model_config": config.to_dict(), "train_config": changed, "seed": seed}
+    """What decides a trained model: its config, :meth:`TrainConfig.spec` (the settings
+    away from their defaults) and the seed."""
+    return {"model_config": config.to_dict(), "train_config": train_config.spec(),
+            "seed": seed}
 
 
 def train_or_load(

@@ -31,14 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
 from course_lib.core.seeding import seeded
 from course_lib.core.validate import plain, require_bool, require_int, require_number
-from course_lib.models.gpt import weight_decay_groups
-from course_lib.training.loop import check_finite_loss
+from course_lib.training.loop import TrainConfig, train
 from course_lib.training.masked import mask_tokens
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
@@ -238,18 +236,13 @@ def evaluate(model: nn.Module, tokenizer, examples: Sequence[Example], *, max_le
                       "predictions": predictions.tolist()}
 
 
-def _mlm_loss(model: nn.Module, mlm_head: nn.Module, batch: dict, tokenizer,
-              probability: float, generator: torch.Generator) -> torch.Tensor:
-    """Masked-LM loss (nats per masked token) of ``mlm_head`` on the encoder's states."""
-    inputs, targets = mask_tokens(
-        batch["input_ids"].cpu(), mask_token_id=tokenizer.mask_token_id,
-        vocab_size=model.config.vocab_size, generator=generator,
-        mlm_probability=probability, special_token_ids=tokenizer.all_special_ids)
-    device = batch["input_ids"].device
-    hidden = model.base_model(input_ids=inputs.to(device),
-                              attention_mask=batch["attention_mask"]).last_hidden_state
+def _mlm_loss(model: nn.Module, mlm_head: nn.Module, inputs: torch.Tensor,
+              attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Masked-LM loss (nats per masked token) of ``mlm_head`` on the encoder's states of the
+    BERT-masked ``inputs`` ``(B, T)`` (:func:`~course_lib.training.masked.mask_tokens`)."""
+    hidden = model.base_model(input_ids=inputs,
+                              attention_mask=attention_mask).last_hidden_state
     logits = mlm_head(hidden)  # (B, T, V)
-    targets = targets.to(device)
     if not (targets != IGNORE_INDEX).any():  # nothing selected in this batch
         return logits.sum() * 0.0
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
@@ -296,75 +289,98 @@ def finetune(model: nn.Module, tokenizer, train: Sequence[Example],
         return _run(model, tokenizer, data, validation, config, mlm_head, device, description)
 
 
+class _WithHead(nn.Module):
+    """The classifier and the masked-LM head as one module: what the loop optimises."""
+
+    def __init__(self, model: nn.Module, mlm_head: nn.Module | None) -> None:
+        super().__init__()
+        self.model, self.mlm_head = model, mlm_head
+
+
 def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneConfig,
          mlm_head, device, description: str) -> FinetuneResult:
-    from transformers import get_linear_schedule_with_warmup
-
-    params = _params(model, mlm_head)
-    optimizer = torch.optim.AdamW(weight_decay_groups(params, config.weight_decay),
-                                  lr=config.lr)
+    """Fine-tuning as an objective of :func:`course_lib.training.loop.train`: epochs of
+    length-grouped batches, cross-entropy (plus the auxiliary masked-LM loss), a linear
+    schedule, evaluation after every epoch and early stopping on validation macro-F1."""
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total), total)
-    generator = torch.Generator().manual_seed(config.seed)
     lengths = [len(row) for row in data.ids]
-    result = FinetuneResult(n_trainable=sum(p.numel() for p in params), device=str(device))
-    best_state, since_best, start = None, 0, time.perf_counter()
-    model.train()
-    with tqdm(total=total, desc=description, disable=not config.progress,
-              dynamic_ncols=True) as bar:
-        for epoch in range(1, config.epochs + 1):
-            sums = {"train_loss": 0.0, "train_mlm_loss": 0.0}
-            batches = length_grouped_batches(lengths, config.batch_size, generator,
-                                             group=config.group_by_length)
-            for index in batches:
-                batch = pad_batch([data.ids[i] for i in index], tokenizer.pad_token_id)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                labels = torch.tensor([data.labels[i] for i in index], device=device)
-                loss = F.cross_entropy(model(**batch).logits.float(), labels)
-                total_loss = loss
-                if config.mlm_alpha > 0:
-                    mlm = _mlm_loss(model, mlm_head, batch, tokenizer,
-                                    config.mlm_probability, generator)
-                    total_loss = loss + config.mlm_alpha * mlm
-                    sums["train_mlm_loss"] += mlm.item() / len(batches)
-                check_finite_loss(total_loss.item(), result.steps + 1,
-                                  scheduler.get_last_lr()[0])
-                total_loss.backward()
-                if config.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                result.steps += 1
-                sums["train_loss"] += loss.item() / len(batches)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                bar.update(1)
-            val = evaluate(model, tokenizer, validation, max_length=config.max_length,
-                           batch_size=config.eval_batch_size, device=device)
-            model.train()
-            row = {"epoch": epoch, "step": result.steps, "train_loss": sums["train_loss"]}
-            if config.mlm_alpha > 0:
-                row["train_mlm_loss"] = sums["train_mlm_loss"]
-            row |= {f"val_{k}": v for k, v in val.items() if k != "predictions"}
-            result.history.append(row)
-            improved = math.isnan(result.best_val_macro_f1) or (
-                val["macro_f1"] > result.best_val_macro_f1)
-            if config.patience is None or improved:
-                result.best_epoch, result.best_val_macro_f1 = epoch, val["macro_f1"]
-                since_best = 0
-                if config.patience is not None and epoch < config.epochs:
-                    best_state = {k: v.detach().cpu().clone()
-                                  for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
-            bar.set_postfix(val_f1=f"{val['macro_f1']:.3f}", refresh=False)
-            if config.patience is not None and since_best >= config.patience:
-                result.stopped_early = epoch < config.epochs
-                break
-    if best_state is not None and result.best_epoch != result.history[-1]["epoch"]:
-        model.load_state_dict(best_state)
+    both = _WithHead(model, mlm_head)
+    result = FinetuneResult(n_trainable=sum(p.numel() for p in _params(model, mlm_head)),
+                            device=str(device))
+    queue: list[list[int]] = []
+    sums = {"train_loss": 0.0, "train_mlm_loss": 0.0}
+    best = {"state": None, "since": 0}
+
+    def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """The next batch of the epoch (a new shuffled epoch when one ends): ids, mask,
+        labels, and — with the auxiliary loss — BERT-masked ids and their targets."""
+        if not queue:
+            queue.extend(length_grouped_batches(lengths, config.batch_size, generator,
+                                                group=config.group_by_length))
+        index = queue.pop(0)
+        batch = pad_batch([data.ids[i] for i in index], tokenizer.pad_token_id)
+        labels = torch.tensor([data.labels[i] for i in index])
+        out = (batch["input_ids"], batch["attention_mask"], labels)
+        if config.mlm_alpha > 0:
+            out += mask_tokens(batch["input_ids"], mask_token_id=tokenizer.mask_token_id,
+                               vocab_size=model.config.vocab_size, generator=generator,
+                               mlm_probability=config.mlm_probability,
+                               special_token_ids=tokenizer.all_special_ids)
+        return out
+
+    def loss_fn(_: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        input_ids, attention_mask, labels = batch[:3]
+        loss = F.cross_entropy(model(input_ids=input_ids, attention_mask=attention_mask)
+                               .logits.float(), labels)
+        sums["train_loss"] += loss.item() / steps_per_epoch  # the epoch's mean
+        if config.mlm_alpha == 0:
+            return loss
+        mlm = _mlm_loss(model, mlm_head, batch[3], attention_mask, batch[4])
+        sums["train_mlm_loss"] += mlm.item() / steps_per_epoch
+        return loss + config.mlm_alpha * mlm
+
+    def evaluate_epoch(_: nn.Module) -> float:
+        epoch = len(result.history) + 1
+        val = evaluate(model, tokenizer, validation, max_length=config.max_length,
+                       batch_size=config.eval_batch_size, device=device)
+        row = {"epoch": epoch, "step": epoch * steps_per_epoch,
+               "train_loss": sums["train_loss"]}
+        if config.mlm_alpha > 0:
+            row["train_mlm_loss"] = sums["train_mlm_loss"]
+        row |= {f"val_{k}": v for k, v in val.items() if k != "predictions"}
+        result.history.append(row)
+        sums.update(train_loss=0.0, train_mlm_loss=0.0)
+        improved = math.isnan(result.best_val_macro_f1) or (
+            val["macro_f1"] > result.best_val_macro_f1)
+        if config.patience is None or improved:
+            result.best_epoch, result.best_val_macro_f1 = epoch, val["macro_f1"]
+            best["since"] = 0
+            if config.patience is not None and epoch < config.epochs:
+                best["state"] = {k: v.detach().cpu().clone()
+                                 for k, v in model.state_dict().items()}
+        else:
+            best["since"] += 1
+        return val["loss"]
+
+    def stop(_: object) -> bool:
+        if config.patience is not None and best["since"] >= config.patience:
+            result.stopped_early = len(result.history) < config.epochs
+            return True
+        return False
+
+    loop_config = TrainConfig(
+        max_steps=total, lr=config.lr, warmup_steps=round(config.warmup_ratio * total),
+        weight_decay=config.weight_decay, betas=(0.9, 0.999), grad_clip=config.grad_clip,
+        eval_steps=tuple(steps_per_epoch * e for e in range(1, config.epochs + 1)),
+        seed=config.seed, precision="fp32", progress=config.progress, schedule="linear")
+    start = time.perf_counter()
+    trained = train(both, get_batch, loop_config, device=device, loss_fn=loss_fn,
+                    description=description, evaluate=evaluate_epoch,
+                    stop=stop)
+    result.steps = trained.steps
+    if best["state"] is not None and result.best_epoch != result.history[-1]["epoch"]:
+        model.load_state_dict(best["state"])
     model.eval()
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Literal
 
 import torch
@@ -42,6 +42,7 @@ from course_lib.training import checkpoint, distributed
 
 __all__ = [
     "TrainConfig", "TrainResult", "NonFiniteLossError", "check_finite_loss", "WarmupCosine",
+    "WarmupLinear",
     "lm_loss", "train",
 ]
 
@@ -81,8 +82,10 @@ class TrainConfig:
     after these steps; ``checkpoint_interval = 0`` saves only at the end (when
     ``checkpoint_dir`` is set). ``schedule_steps`` is the length the learning-rate
     schedule is laid out for (default ``max_steps``: the cosine ends with the run; a
-    larger value stops the run part-way down a longer schedule). ``precision="auto"``
-    is bf16 autocast on a CUDA device that supports it, float32 elsewhere.
+    larger value stops the run part-way down a longer schedule). ``schedule`` is
+    ``"cosine"`` (:class:`WarmupCosine`, for pretraining) or ``"linear"``
+    (:class:`WarmupLinear`, to 0, as BERT fine-tuning does). ``precision="auto"`` is bf16
+    autocast on a CUDA device that supports it, float32 elsewhere.
     """
 
     max_steps: int
@@ -102,6 +105,7 @@ class TrainConfig:
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     progress: bool = True
+    schedule: Literal["cosine", "linear"] = "cosine"
 
     def __post_init__(self) -> None:
         # NumPy numbers are accepted and stored as Python ones (the config is written to
@@ -129,6 +133,8 @@ class TrainConfig:
                       for i, b in enumerate(self.betas))
         if any(b is not given for b, given in zip(betas, self.betas)):  # NumPy numbers only
             put("betas", betas)
+        if self.schedule not in ("cosine", "linear"):
+            raise ValueError(f"schedule must be 'cosine' or 'linear'; got {self.schedule!r}")
         if self.schedule_steps is not None:
             put("schedule_steps", require_int(
                 "schedule_steps", self.schedule_steps, self.max_steps,
@@ -150,6 +156,15 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {self.precision!r}")
         put("progress", require_bool("progress", self.progress))
+
+    def spec(self) -> dict:
+        """The settings that decide a run's numbers, as JSON: those away from their defaults
+        (so that a setting added to this class later, left at its default, changes no
+        stored spec), less ``progress``, ``checkpoint_dir`` and ``checkpoint_interval``."""
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        return {k: v for k, v in json.loads(json.dumps(asdict(self))).items()
+                if k not in _RESUMABLE_CHANGES
+                and (k not in defaults or v != json.loads(json.dumps(defaults[k])))}
 
     @property
     def total_schedule_steps(self) -> int:
@@ -209,6 +224,23 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WarmupLinear:
+    """Learning-rate factor for ``LambdaLR``: linear warmup, then linear decay to 0.
+
+    Step ``s < warmup`` gives ``s / warmup``; afterwards ``(total - s) / (total - warmup)``
+    — the schedule of BERT's fine-tuning, the same numbers as ``transformers``'
+    ``get_linear_schedule_with_warmup`` (checked in ``tests/unit/test_train.py``).
+    """
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return float(step) / float(max(1, self.warmup))
+        return max(0.0, float(self.total - step) / float(max(1, self.total - self.warmup)))
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -266,9 +298,10 @@ def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, s
     optimizer = torch.optim.AdamW(
         weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
         fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(config.warmup_steps, config.total_schedule_steps,
-                                config.min_lr_ratio))
+    factor = (WarmupCosine(config.warmup_steps, config.total_schedule_steps,
+                           config.min_lr_ratio) if config.schedule == "cosine"
+              else WarmupLinear(config.warmup_steps, config.total_schedule_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     generator = torch.Generator().manual_seed(config.seed + info.rank)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     run = _Run(wrapped, base, optimizer, scheduler, generator, info, device, autocast)
@@ -329,6 +362,7 @@ def train(
     flops_per_token: float | None = None,
     description: str = "train",
     evaluate: Callable[[torch.nn.Module], float] | None = None,
+    stop: Callable[[TrainResult], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on batches from ``get_batch``; return a :class:`TrainResult`.
 
@@ -336,7 +370,9 @@ def train(
     defaults to :func:`course_lib.models.flops.flops_per_token` of the model's config at the
     batch's sequence length. ``evaluate(model) -> loss`` replaces the evaluation on
     ``eval_batches`` validation batches (for example a pass over a fixed validation
-    set); it is called in eval mode, without gradients. With ``resume=True`` and a checkpoint in
+    set); it is called in eval mode, without gradients. ``stop(result) -> bool``, asked
+    after each evaluation, ends training early when it says so (early stopping: the
+    fine-tuning of :mod:`course_lib.training.finetune`). With ``resume=True`` and a checkpoint in
     ``config.checkpoint_dir``, training continues from it; the result then covers the
     whole run. Under ``torchrun`` every process calls ``train`` with the same arguments.
     """
@@ -385,6 +421,9 @@ def train(
                 if config.checkpoint_dir and (final or (
                         config.checkpoint_interval and step % config.checkpoint_interval == 0)):
                     _save(run, result, config)
+                if stop is not None and result.val_loss and result.val_loss[-1][0] == step \
+                        and stop(result):
+                    break
         return result
     finally:
         distributed.leave(run.info)  # a process group train() created, it ends

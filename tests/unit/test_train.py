@@ -219,3 +219,29 @@ def test_random_walk_and_windows():
     assert x.shape == y.shape == (8, 16) and torch.equal(x[:, 1:], y[:, :-1])
     with pytest.raises(ValueError, match="max_step must be in"):
         random_walk_tokens(10, vocab_size=4, max_step=4)
+
+
+def test_the_linear_schedule_is_transformers_linear_schedule():
+    from transformers import get_linear_schedule_with_warmup
+
+    for warmup, total in ((0, 10), (3, 10), (10, 10), (7, 40)):
+        ours, hf = (torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+                    for _ in range(2))
+        a = torch.optim.lr_scheduler.LambdaLR(ours, T.WarmupLinear(warmup, total))
+        b = get_linear_schedule_with_warmup(hf, warmup, total)
+        for _ in range(total + 2):
+            assert a.get_last_lr() == b.get_last_lr()
+            ours.step(), hf.step(), a.step(), b.step()
+    with pytest.raises(ValueError, match="schedule must be 'cosine' or 'linear'; got 'step'"):
+        T.TrainConfig(max_steps=3, schedule="step")
+
+
+def test_stop_ends_training_after_an_evaluation():
+    model = GPT(GPTConfig(vocab_size=12, context_length=8, n_layer=1, n_head=2, d_model=16))
+    tokens = (np.arange(600) % 12).astype(np.uint16)
+    seen = []
+    result = T.train(model, train_val_batches(tokens[:500], tokens[500:], 4, 8),
+                     T.TrainConfig(max_steps=10, eval_steps=(2, 4, 6), progress=False,
+                                   eval_batches=1),
+                     device="cpu", stop=lambda r: seen.append(r.steps) or len(seen) == 2)
+    assert result.steps == 4 and [s for s, _ in result.val_loss] == [2, 4]
