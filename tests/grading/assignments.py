@@ -47,7 +47,9 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from build_labs import END, SOLUTION_TAG, START, Exercise, exercises  # noqa: E402
+from nbgrader_course import SETUP_ID  # noqa: E402
+from build_labs import (END, SOLUTION_TAG, START, Exercise, exercises,  # noqa: E402
+                        stubbed_names)
 
 SPEC_PATH = HERE / "hidden_tests.toml"
 NOTEBOOKS = ROOT / "notebooks"
@@ -406,8 +408,6 @@ def graded_cells(nb: nbformat.NotebookNode, e: Exercise, entry: HiddenSpec
                        f"'hidden tests of {e.label}')")
         what = "the self-check's contract on other cases"
     elif entry.kind == "inputs":
-        from build_labs import stubbed_names
-
         answers = {n for i in e.solutions for n in stubbed_names(nb.cells[i].source)}
         read = {n.id for n in ast.walk(ast.parse(check)) if isinstance(n, ast.Name)}
         names = sorted(answers & read or answers)  # the answers the self-check reads
@@ -434,7 +434,7 @@ def source_notebook(nb: nbformat.NotebookNode, spec: dict[str, HiddenSpec], titl
     found = exercises(nb)
     start, end = exercise_section(nb, found)
     keep = (list(range(len(nb.cells))) if whole
-            else [0] + needed_setup(nb, start, end) + list(range(start, end + 1)))
+            else sorted({0, *needed_setup(nb, start, end), *range(start, end + 1)}))
     after_check = {e.check: e for e in found}
     points = sum(spec[e.label].visible + spec[e.label].hidden for e in found)
     intro = nbformat.v4.new_markdown_cell(
@@ -453,9 +453,9 @@ def source_notebook(nb: nbformat.NotebookNode, spec: dict[str, HiddenSpec], titl
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
             solution = SOLUTION_TAG in cell.metadata.get("tags", [])
-            cell.metadata["nbgrader"] = _meta(
-                f"cell-{i}" if not solution else f"answer-{i}",
-                solution=solution, locked=not solution)
+            grade_id = (f"answer-{i}" if solution else f"{SETUP_ID}{i}" if i < start
+                        else f"cell-{i}")  # set-up cells get the longer time limit
+            cell.metadata["nbgrader"] = _meta(grade_id, solution=solution, locked=not solution)
         cells.append(cell)
         if i == 0:
             cells.append(intro)
@@ -473,7 +473,9 @@ def _check_markers(nb: nbformat.NotebookNode) -> None:
     """Every worked solution opened is closed (``student_copy`` relies on it)."""
     opened = sum(bool(START.search(c.source)) for c in nb.cells if c.cell_type == "markdown")
     closed = sum(bool(END.search(c.source)) for c in nb.cells if c.cell_type == "markdown")
-    assert opened == closed, f"{opened} solution-start markers but {closed} solution-end"
+    if opened != closed:
+        raise SpecError(f"{nb.metadata.get('title', 'a chapter')}: {opened} solution-start "
+                        f"markers but {closed} solution-end markers")
 
 
 # --- the build ----------------------------------------------------------------------------

@@ -99,7 +99,9 @@ def find_submissions(folder: Path, labs: dict[str, float]) -> list[Submission]:
     if not folder.is_dir():
         raise InputError(f"SUBMISSIONS={folder}: is a file; expected a folder with one "
                          "sub-folder per student")
-    found, problems = [], []
+    found = []
+    problems = [f"{p}: a notebook must be in its student's folder, "
+                f"{folder}/<student>/{p.name}" for p in sorted(folder.glob("*.ipynb"))]
     for student_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         student = student_dir.name
         if student.startswith("."):
@@ -285,8 +287,9 @@ def finish(s: Submission, job: dict, out: Path, worker_log: str) -> None:
         else:
             why = ((result.get("error") or "").strip().splitlines() or [""])[-1]
             s.status = "not graded in full"
-            s.flags.append(f"nbgrader: {why}" if result else
-                           f"no result from the grader; its output ended: {worker_log[-300:]}")
+            if not result.get("timed_out"):
+                s.flags.append(f"nbgrader: {why}" if result else
+                               f"no result from the grader ({worker_log})")
             page.write_text(failure_page(s, s.flags[-1]), encoding="utf-8")
         lab_dir = course / "autograded" / s.student / s.lab
         if lab_dir.is_dir():
@@ -306,30 +309,94 @@ def finish(s: Submission, job: dict, out: Path, worker_log: str) -> None:
         s.seconds = s.stages.get("feedback", 0.0)
 
 
-def run_worker(jobs: list[dict], job_file: Path) -> str:
-    """Run one worker process over ``jobs``; return its output. Never raises on overrun."""
-    job_file.write_text(json.dumps(jobs), encoding="utf-8")
-    limit = sum(j["timeout"] for j in jobs) + 60 * len(jobs)
-    proc = subprocess.Popen([sys.executable, str(HERE / "worker.py"), str(job_file)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-    finally:
-        try:  # a kernel or process a notebook left behind
-            os.killpg(proc.pid, signal.SIGKILL)
+class Worker:
+    """A worker process (``worker.py``) that grades the jobs it is sent, one at a time."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "worker.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.log, start_new_session=True)
+
+    def grade(self, job_file: Path, limit: float) -> bool:
+        """Send one job; True once it is done, False if the worker died or overran."""
+        import selectors
+
+        try:
+            self.proc.stdin.write(f"{job_file}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        deadline = time.monotonic() + limit
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                line = self.proc.stdout.readline()
+                if not line:  # the worker died
+                    return False
+                if line.startswith(b"done"):
+                    return True
+        return False
+
+    def stop(self) -> None:
+        """End the worker and every process it left behind."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return log.decode(errors="replace")
+        self.proc.wait()
+        self.log.close()
+
+
+def run_workers(pending: list[dict], jobs: int, logs: Path) -> None:
+    """Grade ``pending`` jobs with ``jobs`` workers, each taking the next job when free.
+
+    A worker that overruns a job's limit (its notebook time limit plus a minute for
+    nbgrader itself) or dies is killed and replaced; that job gets no result.
+    """
+    import queue
+    import threading
+
+    todo: queue.Queue = queue.Queue()
+    for job in pending:
+        todo.put(job)
+    job_dir = Path(tempfile.mkdtemp(prefix="grade-jobs-"))
+
+    def serve(k: int) -> None:
+        worker = None
+        try:
+            while True:
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                worker = worker or Worker(logs / f"worker-{k}.log")
+                job_file = job_dir / f"{job['student']}-{job['lab']}.json"
+                job_file.write_text(json.dumps(job), encoding="utf-8")
+                if not worker.grade(job_file, job["timeout"] + 60):
+                    worker.stop()
+                    worker = None
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    threads = [threading.Thread(target=serve, args=(k,)) for k in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    shutil.rmtree(job_dir, ignore_errors=True)
 
 
 # --- the gradebook and the reports ------------------------------------------------------
 
-def merge_into_gradebook(db: Path, s: Submission) -> None:
-    """Record the scores of ``s`` in the run's gradebook ``db``."""
+def merge_into_gradebook(db: Path, done: list[Submission]) -> None:
+    """Record the scores of the submissions ``done`` in the run's gradebook ``db``."""
     import warnings
 
     from nbgrader.api import Gradebook
@@ -337,13 +404,14 @@ def merge_into_gradebook(db: Path, s: Submission) -> None:
     with warnings.catch_warnings(), Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
         # nbgrader 0.9's session use makes SQLAlchemy 2 warn; the rows are written all the same
         warnings.simplefilter("ignore")
-        gb.update_or_create_student(s.student)
-        submission = gb.update_or_create_submission(s.lab, s.student)
-        for notebook in submission.notebooks:
-            for grade in notebook.grades:
-                got = s.cells.get(grade.name)
-                grade.auto_score = got[0] if got else 0.0
-        gb.db.commit()
+        for s in done:
+            gb.update_or_create_student(s.student)
+            submission = gb.update_or_create_submission(s.lab, s.student)
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    got = s.cells.get(grade.name)
+                    grade.auto_score = got[0] if got else 0.0
+            gb.db.commit()
 
 
 def write_reports(out: Path, done: list[Submission], settings: dict) -> None:
@@ -381,11 +449,13 @@ def warm_matplotlib(mpl: Path) -> None:
 
 def grade(submissions: Path, labs: Path, out: Path, *, timeout: float = 600,
           cell_timeout: int = CELL_TIMEOUT_S, jobs: int = 1,
-          watch: list[Path] | None = None) -> list[Submission]:
+          watch: list[Path] | None = None, check_environment: bool = True
+          ) -> list[Submission]:
     """Grade every submission in ``submissions`` against the labs in ``labs`` into ``out``.
 
     ``watch``: folders compared before and after each submission, besides the
     submissions, the labs and the run's gradebook (default: the repository).
+    ``check_environment``: also compare the Python environment before and after the run.
     """
     submissions, labs, out = submissions.absolute(), labs.resolve(), out.resolve()
     known = labs_of(labs)
@@ -404,7 +474,8 @@ def grade(submissions: Path, labs: Path, out: Path, *, timeout: float = 600,
     warm_matplotlib(mpl)
     watch = [ROOT] if watch is None else watch
     watch = watch + [submissions.resolve(), labs.resolve(), out / "gradebook.db"]
-    venv_before = snapshot([Path(sys.prefix)], skip=("__pycache__",))
+    environment = [Path(sys.prefix)] if check_environment else []
+    venv_before = snapshot(environment, skip=("__pycache__",))
     started = time.monotonic()
 
     pending = []
@@ -417,27 +488,16 @@ def grade(submissions: Path, labs: Path, out: Path, *, timeout: float = 600,
             job = None
         if job is not None:
             pending.append((s, job))
-    shares = [pending[k::max(1, jobs)] for k in range(max(1, jobs))]
     (out / "logs").mkdir(exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix="grade-jobs-"))
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            logs = list(pool.map(lambda k: run_worker([j for _, j in shares[k]],
-                                                      job_dir / f"worker-{k}.json"),
-                                 range(len(shares))))
-    finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
-    for k, text in enumerate(logs):
-        (out / "logs" / f"worker-{k}.log").write_text(text, encoding="utf-8")
-    for k, share in enumerate(shares):
-        for s, job in share:
-            finish(s, job, out, logs[k])
+    run_workers([job for _, job in pending], jobs, out / "logs")
+    for s, job in pending:
+        finish(s, job, out, "see logs/worker-*.log")
     done = todo
+    merge_into_gradebook(out / "gradebook.db", done)
     for s in done:
-        merge_into_gradebook(out / "gradebook.db", s)
         print(f"{s.student:>16s} {s.lab:24s} {s.score:5g} / {s.max_score:<5g} {s.status}"
               + (f"  [{'; '.join(s.flags)[:200]}]" if s.flags else ""))
-    venv_changes = changes(venv_before, snapshot([Path(sys.prefix)], skip=("__pycache__",)))
+    venv_changes = changes(venv_before, snapshot(environment, skip=("__pycache__",)))
     if venv_changes:
         print(f"warning: the Python environment changed during grading: {venv_changes[:5]}",
               file=sys.stderr)

@@ -41,6 +41,26 @@ if _SCRIPTS not in os.environ.get("PATH", "").split(os.pathsep):
 COURSE_ID = "llm-scaling-course"
 #: Seconds one cell may run when a submission is graded before nbgrader interrupts it.
 CELL_TIMEOUT_S = 120
+#: Seconds for the lab's set-up cells (imports, given data), which run no submitted code.
+SETUP_TIMEOUT_S = 600
+#: Prefix of the nbgrader ids of a lab's set-up cells (tests/grading/assignments.py).
+SETUP_ID = "setup-"
+
+
+class CellTimeout:
+    """nbclient's ``timeout_func``: the set-up cells get ``setup`` seconds, others ``cell``.
+
+    The set-up cells (locked, before the first exercise) only import and build given
+    data, but on a busy machine importing PyTorch alone can take longer than the limit
+    a submitted cell deserves.
+    """
+
+    def __init__(self, cell: int, setup: int) -> None:
+        self.cell, self.setup = cell, setup
+
+    def __call__(self, cell: NotebookNode) -> int:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        return self.setup if str(grade_id).startswith(SETUP_ID) else self.cell
 
 
 class CourseStubs(NbGraderPreprocessor):
@@ -60,7 +80,8 @@ def generate_preprocessors() -> list[type]:
             ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
 
 
-def course_config(root: Path, *, cell_timeout: int = CELL_TIMEOUT_S) -> Config:
+def course_config(root: Path, *, cell_timeout: int = CELL_TIMEOUT_S,
+                  setup_timeout: int = SETUP_TIMEOUT_S) -> Config:
     """nbgrader settings for the course folder ``root`` (its gradebook: ``root/gradebook.db``)."""
     c = Config()
     c.CourseDirectory.root = str(root)
@@ -68,7 +89,11 @@ def course_config(root: Path, *, cell_timeout: int = CELL_TIMEOUT_S) -> Config:
     c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     c.GenerateAssignment.preprocessors = generate_preprocessors()
     c.Execute.timeout = cell_timeout
+    c.Execute.timeout_func = CellTimeout(cell_timeout, max(cell_timeout, setup_timeout))
     c.Execute.interrupt_on_timeout = True
+    # A kernel slow to answer after an interrupt: go on with the next cell rather than
+    # fail the whole notebook (the notebook's own time limit still bounds it).
+    c.Execute.raise_on_iopub_timeout = False
     # LimitOutput: a looping print must not make a feedback page of megabytes.
     c.LimitOutput.max_lines = 200
     return c

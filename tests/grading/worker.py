@@ -1,8 +1,8 @@
 """Grade submissions, each in its own sandbox (started by ``tests/grading/grade.py``).
 
-    python tests/grading/worker.py JOBS.json
+    python tests/grading/worker.py < job file names, one a line
 
-``JOBS.json`` lists submissions already laid out by the parent, each in a
+Each job file describes a submission already laid out by the parent in a
 sandbox that is an nbgrader course of its own (``course``), with the
 environment its kernel gets (``env``: ``HOME``, ``TMPDIR``... inside the
 sandbox), a time limit and a result file. For each, one after the other, the
@@ -68,17 +68,23 @@ def grade_job(job: dict) -> dict:
     watch = [Path(p) for p in job["watch"]]
     before = snapshot(watch)
     start = time.monotonic()
-    expired = threading.Event()
+    expired, finished = threading.Event(), threading.Event()
 
-    def expire() -> None:
+    def watchdog() -> None:
+        """Past the time limit, keep killing whatever the job starts until it gives up."""
+        if finished.wait(job["timeout"]):
+            return
         expired.set()
-        kill_children()
+        while not finished.is_set():
+            kill_children()
+            finished.wait(0.2)
 
-    timer = threading.Timer(job["timeout"], expire)
+    timer = threading.Thread(target=watchdog, daemon=True)
     timer.start()
     result: dict = {"stage": "autograde", "seconds": {}}
     try:
-        grader = api(course, cell_timeout=job["cell_timeout"])
+        grader = api(course, cell_timeout=job["cell_timeout"],
+                     setup_timeout=max(1, int(job["timeout"])))
         graded = grader.autograde(job["lab"], job["student"], force=True, create=True)
         result["seconds"]["autograde"] = round(time.monotonic() - start, 2)
         result["log"] = graded.get("log", "")
@@ -97,22 +103,31 @@ def grade_job(job: dict) -> dict:
     except Exception as err:  # noqa: BLE001 — the next submission must still be graded
         result["error"] = f"{type(err).__name__}: {err}"
     finally:
-        timer.cancel()
+        finished.set()
+        timer.join()
         kill_children()
     result["timed_out"] = expired.is_set()
+    if result["timed_out"]:  # what ran before the limit does not count
+        result.update(stage="stopped", cells={}, score=0.0)
+        result["error"] = f"stopped after the notebook time limit of {job['timeout']:g} s"
     result["changes"] = changes(before, snapshot(watch))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
+    """Grade the job file named on each line of standard input; answer ``done`` to each."""
+    if argv:
         print(__doc__, file=sys.stderr)
         return 2
-    jobs = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    for job in jobs:
+    answer = os.fdopen(os.dup(1), "w")  # the parent reads only "done" lines here;
+    os.dup2(2, 1)  # anything else written to standard output goes to the log
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        job = json.loads(Path(line.strip()).read_text(encoding="utf-8"))
         result = grade_job(job)
         Path(job["result"]).write_text(json.dumps(result, indent=1), encoding="utf-8")
+        answer.write("done\n")
+        answer.flush()
     return 0
 
 
