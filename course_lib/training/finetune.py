@@ -361,7 +361,7 @@ def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneCo
                                  for k, v in model.state_dict().items()}
         else:
             best["since"] += 1
-        return val["loss"]
+        return float(val.get("loss", math.nan))  # the loop's record; F1 decides here
 
     def stop(_: object) -> bool:
         if config.patience is not None and best["since"] >= config.patience:

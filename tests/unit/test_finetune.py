@@ -148,3 +148,17 @@ def test_classification_metrics_known_values():
     assert metrics["macro_recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
     f1 = [0.5, 0.8, 2 / 3]
     assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
+
+
+def test_an_evaluation_without_a_loss_still_drives_early_stopping(monkeypatch):
+    """Chapter 6's exercise replaces ``evaluate`` by one that returns only macro-F1."""
+    from course_lib.training import finetune as ft
+
+    scripted = iter([0.5, 0.7, 0.6, 0.65, 0.64])
+    monkeypatch.setattr(ft, "evaluate",
+                        lambda *a, **k: {"macro_f1": next(scripted), "predictions": []})
+    tok = word_tokenizer()
+    fit = ft.finetune(tiny_classifier(3), tok, toy_task(8), toy_task(4, 1),
+                      ft.FinetuneConfig(epochs=5, patience=2, batch_size=4, progress=False),
+                      device="cpu")
+    assert (fit.best_epoch, len(fit.history), fit.stopped_early) == (2, 4, True)
