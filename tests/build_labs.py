@@ -253,8 +253,11 @@ def lab_check_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def copy_results(folder: Path) -> None:
-    """Put the chapters' ``results/`` beside copies written to ``folder``."""
-    shutil.copytree(ROOT / "notebooks" / "results", folder / "results", dirs_exist_ok=True,
+    """Put the chapters' ``results/`` beside copies written to ``folder`` — a fresh copy,
+    so that no file of an earlier build is left in a stored artifact's folder (the store
+    refuses a folder holding a file its manifest does not list)."""
+    shutil.rmtree(folder / "results", ignore_errors=True)
+    shutil.copytree(ROOT / "notebooks" / "results", folder / "results",
                     ignore=shutil.ignore_patterns("*.partial"))
 
 

@@ -500,9 +500,9 @@ def copy_results(nb: nbformat.NotebookNode, folder: Path, *, everything: bool) -
         if everything or any(t in (entry.name, entry.stem) or f"results/{entry.name}" in t
                              for t in strings):
             dest = folder / "results" / entry.name
-            if entry.is_dir():
-                shutil.copytree(entry, dest, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("*.partial"))
+            if entry.is_dir():  # a fresh copy: a stored artifact holds only its own files
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(entry, dest, ignore=shutil.ignore_patterns("*.partial"))
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(entry, dest)
