@@ -4,7 +4,7 @@
 #                  build the HTML book from the outputs stored in the notebooks
 #   make test      the same set-up, then every check: the import layers, unit tests, nbval
 #                  twice (the chapters, then their lab checks under a second arithmetic),
-#                  strict build, browser
+#                  strict build beside the autograder's end-to-end test, browser
 #   make execute   re-run the notebooks and store their outputs
 #   make lab       open JupyterLab on the notebooks
 #   make labs      write student copies (solutions stubbed) and instructor copies to _build/labs,
@@ -58,7 +58,8 @@ NBVAL_MODE ?= --nbval-lax
 endif
 NBVAL     += $(NBVAL_MODE)
 
-.PHONY: setup book test unit nbval nbval-labs book-strict browser execute lab labs grade \
+.PHONY: setup book test unit grading book-and-grading nbval nbval-labs book-strict browser \
+        execute lab labs grade \
         spread gpu-check clean
 
 setup: $(STAMP)
@@ -75,14 +76,22 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build --keep-going -W .
 	@echo "The book is in _build/html/index.html"
 
-test: $(STAMP) unit nbval nbval-labs book-strict browser
+test: $(STAMP) unit nbval nbval-labs book-and-grading browser
 	@echo "All checks passed."
 
 unit: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(PYTEST) -q -n $(WORKERS) tests/unit tests/test_book_structure.py tests/test_labs.py \
 	  --doctest-modules course_lib
+
+# The autograder end to end (tests/test_grading.py: chapters 1, 4 and 8 graded as
+# submitted solutions, untouched releases, partial and copied answers).
+grading: $(STAMP)
 	$(PYTEST) -q tests/test_grading.py
+
+# The strict build is one process on one core; the autograder's test runs beside it.
+book-and-grading: $(STAMP)
+	$(MAKE) --no-print-directory -j2 book-strict grading
 
 # First pass: the chapters as stored, with the arithmetic that wrote them.
 nbval: $(STAMP)
