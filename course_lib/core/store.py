@@ -10,18 +10,16 @@ the sha256 of every file in it:
   a file the manifest does not list; writing builds the folder under a temporary name
   and renames it into place (:func:`course_lib.core.atomic.atomic_folder`).
 
-Load an expensive run's results if they were computed before, else compute and store them.
-
-Chapters that fine-tune real models keep their results in one small JSON file per
-chapter under ``notebooks/results/``, one entry per run:
+Records: chapters that fine-tune real models keep their results in one small JSON file
+per chapter under ``notebooks/results/``, one entry per run:
 
     {"run name": {"spec": {...}, "result": {...}, "provenance": {...}}, ...}
 
-:func:`cached_run` returns the stored entry when its ``spec`` (every setting that
-decides the result, weights fingerprints included) equals the one asked for;
-otherwise it calls ``compute()``, adds provenance (versions, device, threads, wall
-time, date: :func:`course_lib.core.provenance.provenance`) and rewrites the file atomically, so an interrupted sweep keeps every run
-it finished and resumes with the next one. Deleting the file recomputes everything.
+:func:`cached_run` returns the stored entry when its ``spec`` (every setting that decides
+the result, weights fingerprints included) equals the one asked for; otherwise it calls
+``compute()``, adds provenance (versions, device, threads, wall time, date) and rewrites
+the file atomically, so an interrupted sweep keeps every run it finished and resumes with
+the next one. Deleting the file recomputes everything.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "runs.json"

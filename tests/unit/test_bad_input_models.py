@@ -14,7 +14,7 @@ from course_lib.core.validate import require_token_ids
 from course_lib.models import compress, flops, memory, prompting
 from course_lib.models.gpt import GPT, GPTConfig
 from course_lib.models.kv_cache import KVCache
-from course_lib.models.lora import LoRALinear, apply_lora, merge_lora, unmerge_lora
+from course_lib.models.lora import LoRALinear, apply_lora, unmerge_lora
 
 V = 16
 SHAPE = dict(vocab_size=V, context_length=8, n_layer=1, n_head=2, d_model=8)
