@@ -100,13 +100,13 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        if stale.is_dir() and not _held(stale):
+        if stale.is_dir() and not _held(stale, path.name):
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    (tmp / ".writing").write_text(str(os.getpid()))
+    # the writer's pid is in the name, so the folder holds only what the block writes
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                suffix=".tmp"))
     try:
         yield tmp
-        (tmp / ".writing").unlink()
         os.chmod(tmp, 0o777 & ~_umask())
         old = None
         if path.exists():
@@ -120,10 +120,10 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _held(folder: Path) -> bool:
-    """Whether a temporary folder's writer (its ``.writing`` pid) may still be running."""
+def _held(folder: Path, name: str) -> bool:
+    """Whether the writer of ``.<name>.<pid>.<random>.tmp`` may still be running."""
     try:
-        os.kill(int((folder / ".writing").read_text()), 0)
+        os.kill(int(folder.name[len(name) + 2:].split(".")[0]), 0)
     except (OSError, ValueError):
         return False
     return True

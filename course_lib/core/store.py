@@ -88,7 +88,7 @@ def spec_key(spec: dict) -> str:
 def _file_names(folder: Path) -> list[str]:
     """Relative POSIX paths of the files under ``folder``, less the manifest, sorted."""
     names = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    return sorted(n for n in names if n not in (MANIFEST, ".writing"))
+    return sorted(n for n in names if n != MANIFEST)
 
 
 def folder_digests(folder: str | os.PathLike) -> dict[str, str]:

@@ -20,7 +20,6 @@ recomputing them: pass a :class:`~course_lib.models.kv_cache.KVCache` to ``forwa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -137,18 +136,16 @@ class GPTConfig:
         )
 
 
-def weight_decay_groups(model: nn.Module | Iterable[nn.Parameter],
-                        weight_decay: float) -> list[dict]:
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW parameter groups: decay matrices and embeddings, not biases or norms.
 
     Weight decay shrinks the weight matrices and embeddings (2-D tensors); biases
     and LayerNorm gains (1-D) are left alone, as in GPT-2 and nanoGPT. A tied
-    weight appears once. Works for any ``nn.Module`` (BERT too) or a list of
-    parameters (a model and a head trained together).
+    weight appears once. Works for any ``nn.Module`` (BERT too, or a classifier and
+    its masked-LM head held by one module).
     """
     weight_decay = require_number("weight_decay", weight_decay, 0)
-    source = model.parameters() if isinstance(model, nn.Module) else model
-    params = [p for p in source if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 

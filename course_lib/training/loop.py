@@ -41,7 +41,7 @@ from course_lib.models.gpt import GPT, weight_decay_groups
 from course_lib.training import checkpoint, distributed
 
 __all__ = [
-    "TrainConfig", "TrainResult", "NonFiniteLossError", "check_finite_loss", "WarmupCosine",
+    "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine",
     "WarmupLinear",
     "lm_loss", "train",
 ]
@@ -61,17 +61,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, step: int | None = None, loss: float | None = None):
         super().__init__(message)
         self.step, self.loss = step, loss
-
-
-def check_finite_loss(loss: float, step: int, lr: float) -> None:
-    """Raise :class:`NonFiniteLossError` naming ``step`` and ``lr`` if ``loss`` is NaN or
-    infinite — before the update, so the weights are still those of the last good step.
-    Every training loop of the course calls it (the language models' and fine-tuning)."""
-    if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f"the training loss is {loss} at step {step} (learning rate {lr:.3g}); training "
-            f"stopped before the update. Try a lower lr, more warmup or gradient clipping.",
-            step=step, loss=loss)
 
 
 @dataclass(frozen=True)
@@ -396,7 +385,12 @@ def train(
                   disable=not (config.progress and run.info.is_main)) as bar:
             while step < config.max_steps:
                 loss_value = _accumulate_gradients(run, get_batch, loss_fn, config, result)
-                check_finite_loss(loss_value, step + 1, run.scheduler.get_last_lr()[0])
+                if not math.isfinite(loss_value):  # stop before the update
+                    raise NonFiniteLossError(
+                        f"the training loss is {loss_value} at step {step + 1} (learning "
+                        f"rate {run.scheduler.get_last_lr()[0]:.3g}); training stopped before "
+                        f"the update. Try a lower lr, more warmup or gradient clipping.",
+                        step=step + 1, loss=loss_value)
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(run.base.parameters(), config.grad_clip)
                 result.lr.append((step + 1, run.scheduler.get_last_lr()[0]))

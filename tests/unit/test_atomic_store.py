@@ -62,16 +62,17 @@ def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
         (tmp / "v").write_text("3")
     assert (target / "v").read_text() == "3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert not (target / ".writing").exists()
+    assert sorted(p.name for p in target.iterdir()) == ["v"]
 
 
 def test_a_dead_writers_temporary_folder_is_cleared_by_the_next(tmp_path):
-    stale = tmp_path / ".model.abc.tmp"
+    stale = tmp_path / ".model.999999999.abc.tmp"  # its writer's pid: no such process
     stale.mkdir()
-    (stale / ".writing").write_text("999999999")  # no such process
+    live = tmp_path / f".model.{os.getpid()}.xyz.tmp"  # a writer still at work
+    live.mkdir()
     with atomic.atomic_folder(tmp_path / "model") as tmp:
         (tmp / "v").write_text("1")
-    assert not stale.exists()
+    assert not stale.exists() and live.exists()
 
 
 def test_the_lock_lives_next_to_the_file_whatever_the_temp_folder(tmp_path):
