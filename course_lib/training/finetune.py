@@ -8,9 +8,12 @@ pairs:
   batch, so there is little padding to compute on;
 * ``torch.optim.AdamW`` (no decay on biases and LayerNorm gains) with a linear warmup
   over ``warmup_ratio`` of the steps, then linear decay to zero, as for BERT;
-* after every epoch the model is evaluated on the validation set; with ``patience``
-  set, training stops when validation macro-F1 has not improved for ``patience``
-  epochs and the weights of the best epoch are restored (**early stopping**);
+* after every ``eval_every`` epochs (and after the last) the model is evaluated on the
+  validation set; with ``patience`` set, training stops when validation macro-F1 has not
+  improved for ``patience`` evaluations and the weights of the best evaluation are
+  restored (**early stopping**). An evaluation before ``max(min_steps, warmup steps)``
+  steps is recorded but neither kept nor counted: early stopping cannot pick a model
+  that is still warming up;
 * with ``mlm_alpha > 0`` and an ``mlm_head``, the loss is
   ``L_classification + mlm_alpha * L_mlm``, the second term a masked-LM loss (BERT's
   80/10/10 rule, :func:`course_lib.training.masked.mask_tokens`) on the same batch of texts;
@@ -56,6 +59,8 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     patience: int | None = 1  # None: train every epoch and keep the last weights
+    min_steps: int = 0  # no early stopping before max(min_steps, warmup steps)
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always one)
     max_length: int = 64  # tokens per text, [CLS] and [SEP] included
     grad_clip: float | None = 1.0
     group_by_length: bool = True
@@ -68,10 +73,13 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         # NumPy numbers are accepted and stored as Python ones (the result is saved as
         # JSON); Python values are stored as given.
-        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size",
+                     "eval_every"):
             setattr(self, name, require_int(name, getattr(self, name), 1,
                                             expected="a positive integer"))
         self.seed = require_int("seed", self.seed, 0, expected="a non-negative integer")
+        self.min_steps = require_int("min_steps", self.min_steps, 0,
+                                     expected="a non-negative integer")
         if self.patience is not None:
             self.patience = require_int("patience", self.patience, 1,
                                         expected="a positive integer or None")
@@ -96,11 +104,15 @@ class FinetuneResult:
     """What a run did. ``history`` has one dict per epoch: ``epoch``, ``step``,
     ``train_loss`` (and ``train_mlm_loss``), and the validation metrics of
     :func:`evaluate` prefixed ``val_``. ``best_epoch`` is the epoch whose weights the
-    model holds at the end (1-based)."""
+    model holds at the end (1-based). ``first_candidate_epoch`` is the first evaluated
+    epoch that early stopping may keep (at or after ``max(min_steps, warmup steps)``).
+    One history row per evaluation (every ``eval_every`` epochs); ``train_loss`` is the
+    mean over the steps since the previous row."""
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_val_macro_f1: float = math.nan
+    first_candidate_epoch: int = 1
     steps: int = 0
     stopped_early: bool = False
     wall_time_s: float = 0.0
@@ -301,15 +313,26 @@ def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneCo
          mlm_head, device, description: str) -> FinetuneResult:
     """Fine-tuning as an objective of :func:`course_lib.training.loop.train`: epochs of
     length-grouped batches, cross-entropy (plus the auxiliary masked-LM loss), a linear
-    schedule, evaluation after every epoch and early stopping on validation macro-F1."""
+    schedule, evaluation every ``eval_every`` epochs and early stopping on validation
+    macro-F1, never before ``max(min_steps, warmup steps)``."""
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = steps_per_epoch * config.epochs
+    warmup = round(config.warmup_ratio * total)
+    if config.min_steps > total:
+        raise ValueError(
+            f"min_steps={config.min_steps} exceeds the run's {total} steps ({config.epochs} "
+            f"epochs of {steps_per_epoch} batches); expected min_steps <= {total}")
+    first_step = max(config.min_steps, warmup)  # early stopping may act from here
+    eval_epochs = sorted({*range(config.eval_every, config.epochs + 1, config.eval_every),
+                          config.epochs})
     lengths = [len(row) for row in data.ids]
     both = _WithHead(model, mlm_head)
     result = FinetuneResult(n_trainable=sum(p.numel() for p in _params(model, mlm_head)),
                             device=str(device))
+    result.first_candidate_epoch = next(e for e in eval_epochs
+                                        if e * steps_per_epoch >= first_step)
     queue: list[list[int]] = []
-    sums = {"train_loss": 0.0, "train_mlm_loss": 0.0}
+    sums = {"train_loss": 0.0, "train_mlm_loss": 0.0, "steps": 0}
     best = {"state": None, "since": 0}
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -333,46 +356,50 @@ def _run(model, tokenizer, data: EncodedExamples, validation, config: FinetuneCo
         input_ids, attention_mask, labels = batch[:3]
         loss = F.cross_entropy(model(input_ids=input_ids, attention_mask=attention_mask)
                                .logits.float(), labels)
-        sums["train_loss"] += loss.item() / steps_per_epoch  # the epoch's mean
+        sums["train_loss"] += loss.item()
+        sums["steps"] += 1
         if config.mlm_alpha == 0:
             return loss
         mlm = _mlm_loss(model, mlm_head, batch[3], attention_mask, batch[4])
-        sums["train_mlm_loss"] += mlm.item() / steps_per_epoch
+        sums["train_mlm_loss"] += mlm.item()
         return loss + config.mlm_alpha * mlm
 
     def evaluate_epoch(_: nn.Module) -> float:
-        epoch = len(result.history) + 1
+        epoch = eval_epochs[len(result.history)]
         val = evaluate(model, tokenizer, validation, max_length=config.max_length,
                        batch_size=config.eval_batch_size, device=device)
         row = {"epoch": epoch, "step": epoch * steps_per_epoch,
-               "train_loss": sums["train_loss"]}
+               "train_loss": sums["train_loss"] / sums["steps"]}
         if config.mlm_alpha > 0:
-            row["train_mlm_loss"] = sums["train_mlm_loss"]
+            row["train_mlm_loss"] = sums["train_mlm_loss"] / sums["steps"]
         row |= {f"val_{k}": v for k, v in val.items() if k != "predictions"}
         result.history.append(row)
-        sums.update(train_loss=0.0, train_mlm_loss=0.0)
-        improved = math.isnan(result.best_val_macro_f1) or (
-            val["macro_f1"] > result.best_val_macro_f1)
-        if config.patience is None or improved:
+        sums.update(train_loss=0.0, train_mlm_loss=0.0, steps=0)
+        if config.patience is None:  # keep the last weights
             result.best_epoch, result.best_val_macro_f1 = epoch, val["macro_f1"]
-            best["since"] = 0
-            if config.patience is not None and epoch < config.epochs:
-                best["state"] = {k: v.detach().cpu().clone()
-                                 for k, v in model.state_dict().items()}
-        else:
-            best["since"] += 1
+        elif epoch >= result.first_candidate_epoch:  # warmed up: a candidate
+            improved = math.isnan(result.best_val_macro_f1) or (
+                val["macro_f1"] > result.best_val_macro_f1)
+            if improved:
+                result.best_epoch, result.best_val_macro_f1 = epoch, val["macro_f1"]
+                best["since"] = 0
+                if epoch < config.epochs:
+                    best["state"] = {k: v.detach().cpu().clone()
+                                     for k, v in model.state_dict().items()}
+            else:
+                best["since"] += 1
         return float(val.get("loss", math.nan))  # the loop's record; F1 decides here
 
     def stop(_: object) -> bool:
         if config.patience is not None and best["since"] >= config.patience:
-            result.stopped_early = len(result.history) < config.epochs
+            result.stopped_early = result.history[-1]["epoch"] < config.epochs
             return True
         return False
 
     loop_config = TrainConfig(
-        max_steps=total, lr=config.lr, warmup_steps=round(config.warmup_ratio * total),
+        max_steps=total, lr=config.lr, warmup_steps=warmup,
         weight_decay=config.weight_decay, betas=(0.9, 0.999), grad_clip=config.grad_clip,
-        eval_steps=tuple(steps_per_epoch * e for e in range(1, config.epochs + 1)),
+        eval_steps=tuple(steps_per_epoch * e for e in eval_epochs),
         seed=config.seed, precision="fp32", progress=config.progress, schedule="linear")
     start = time.perf_counter()
     trained = train(both, get_batch, loop_config, device=device, loss_fn=loss_fn,

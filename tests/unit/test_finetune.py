@@ -162,3 +162,47 @@ def test_an_evaluation_without_a_loss_still_drives_early_stopping(monkeypatch):
                       ft.FinetuneConfig(epochs=5, patience=2, batch_size=4, progress=False),
                       device="cpu")
     assert (fit.best_epoch, len(fit.history), fit.stopped_early) == (2, 4, True)
+
+
+def test_early_stopping_never_keeps_a_model_that_is_still_warming_up(monkeypatch):
+    """Chapter 6's artefact: the best F1 of the first epochs, inside the warmup, came from
+    a majority-class model and stopped the run. Those evaluations are now recorded but
+    neither kept nor counted towards patience."""
+    scripted = iter([0.9, 0.8, 0.3, 0.5, 0.4, 0.45, 0.2])
+    monkeypatch.setattr(ft, "evaluate",
+                        lambda *a, **k: {"macro_f1": next(scripted), "predictions": []})
+    # 7 epochs of 3 steps: 21 steps, warmup round(0.3 * 21) = 6 steps (epochs 1-2);
+    # min_steps 9: evaluations from epoch 3 on are candidates
+    fit = ft.finetune(tiny_classifier(3), word_tokenizer(), toy_task(12), toy_task(4, 1),
+                      ft.FinetuneConfig(epochs=7, patience=2, batch_size=4, warmup_ratio=0.3,
+                                        min_steps=9, progress=False), device="cpu")
+    assert fit.first_candidate_epoch == 3
+    assert (fit.best_epoch, fit.best_val_macro_f1) == (4, 0.5)
+    assert (len(fit.history), fit.stopped_early) == (6, True)
+
+
+def test_the_warmup_alone_also_guards_early_stopping(monkeypatch):
+    scripted = iter([0.9, 0.1, 0.2, 0.15, 0.1, 0.3])
+    monkeypatch.setattr(ft, "evaluate",
+                        lambda *a, **k: {"macro_f1": next(scripted), "predictions": []})
+    fit = ft.finetune(tiny_classifier(3), word_tokenizer(), toy_task(8), toy_task(4, 1),
+                      ft.FinetuneConfig(epochs=6, patience=2, batch_size=4, warmup_ratio=0.3,
+                                        progress=False), device="cpu")
+    # 12 steps, warmup 4: epoch 1 (step 2) is inside it, epoch 2 (step 4) is not
+    assert fit.first_candidate_epoch == 2
+    assert (fit.best_epoch, len(fit.history), fit.stopped_early) == (3, 5, True)
+
+
+def test_evaluations_every_few_epochs_and_always_after_the_last():
+    fit = finetune(tiny_classifier(), word_tokenizer(), toy_task(48), toy_task(12, seed=1),
+                   FinetuneConfig(epochs=7, patience=None, eval_every=3, **FAST),
+                   device="cpu")
+    assert [row["epoch"] for row in fit.history] == [3, 6, 7]
+    assert [row["step"] for row in fit.history] == [9, 18, 21]
+    assert fit.best_epoch == 7 and fit.steps == 21
+
+
+def test_a_minimum_longer_than_the_run_is_refused():
+    with pytest.raises(ValueError, match=r"min_steps=100 exceeds the run's 6 steps"):
+        finetune(tiny_classifier(), word_tokenizer(), toy_task(48), toy_task(12, seed=1),
+                 FinetuneConfig(epochs=2, min_steps=100, **FAST), device="cpu")
