@@ -11,7 +11,8 @@ transfer between papers (exponents and allocations are what we compare).
   exponents of Table 2.
 * Besiroglu et al. (2024), "Chinchilla Scaling: A Replication Attempt": their
   refit of Approach 3 to data reconstructed from Hoffmann et al.'s figure,
-  with the standard errors they report.
+  with the standard errors they report (see ``BESIROGLU_2024`` for which of
+  their two estimators the five constants come from).
 
 >>> round(HOFFMANN_2022.a, 3), round(BESIROGLU_2024.a, 3)
 (0.452, 0.513)
@@ -105,8 +106,17 @@ HOFFMANN_2022_ALLOCATION = {
     "Kaplan et al. 2020": (0.73, None, 0.27, None),
 }
 
-#: Besiroglu et al. (2024): Approach 3 refitted to 240 reconstructed runs.
-BESIROGLU_2024 = ChinchillaLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
+#: Besiroglu et al. (2024): Approach 3 refitted to 240 reconstructed runs, all
+#: five constants from one estimator, the maximum-likelihood fit (a Huber
+#: likelihood on log-loss residuals with a fitted scale) whose A, B, α, β the
+#: paper prints: A = 482.01, B = 2085.43, α = 0.3478, β = 0.3658. The paper
+#: prints E = 1.8172 beside them, but that E belongs to their other estimator,
+#: the summed-Huber-loss L-BFGS fit (E = 1.8172 with A ≈ 477.8, B ≈ 2143.9,
+#: α ≈ 0.3473, β ≈ 0.3672); the maximum-likelihood fit's own E is 1.8169
+#: (1.81686), as their replication notebook (epochai.org/code/
+#: analyzing-chinchilla-repo, data_analysis.ipynb) prints it. The two E differ
+#: by 3e-4 nats, far inside E's standard error of 0.03.
+BESIROGLU_2024 = ChinchillaLaw(E=1.8169, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
                                source="Besiroglu et al. 2024, refit")
 
 #: Their standard errors for the same parameters.

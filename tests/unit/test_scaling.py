@@ -20,6 +20,7 @@ from course_lib.scaling.fits import (
 )
 from course_lib.scaling.published_laws import (
     BESIROGLU_2024,
+    CHINCHILLA,
     GOPHER_BUDGET_FLOPS,
     HOFFMANN_2022,
     KAPLAN_2020,
@@ -221,6 +222,16 @@ def test_published_laws_reproduce_known_allocations():
     assert KAPLAN_2020.loss_n(1e9) == pytest.approx(2.376, abs=1e-3)
     assert KAPLAN_2020.loss_c_min(3.1e8 * PF_DAY_FLOPS) == pytest.approx(1.0)
     assert "Besiroglu" in repr(BESIROGLU_2024) and "α=" in repr(BESIROGLU_2024)
+
+
+def test_besiroglu_constants_come_from_one_estimator():
+    """A, B, α, β as the paper prints them, with the E of the same (maximum-
+    likelihood) fit, 1.8169 — not the 1.8172 of their L-BFGS Huber fit."""
+    law = BESIROGLU_2024
+    assert (law.A, law.B, law.alpha, law.beta) == (482.01, 2085.43, 0.3478, 0.3658)
+    assert law.E == 1.8169
+    # Chinchilla (70B parameters, 1.4T tokens): 1.8169 + 0.0815 + 0.0752 nats.
+    assert law.loss(*CHINCHILLA) == pytest.approx(1.9736, abs=1e-4)
 
 
 # --------------------------------------------------------------- clear errors
