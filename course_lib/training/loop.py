@@ -9,7 +9,8 @@ for a causal LM, the original token at a masked position for a masked LM, and
 -100 where nothing is predicted.
 
 What the loop does, in order: AdamW with weight decay on matrices only; linear
-warmup then cosine decay of the learning rate (``torch.optim.lr_scheduler.LambdaLR``);
+warmup then cosine decay of the learning rate (``torch.optim.lr_scheduler.LambdaLR``;
+or a linear decay, or warmup-stable-decay: ``TrainConfig.schedule``);
 gradient accumulation and clipping; bf16 autocast on CUDA; a ``tqdm.auto``
 progress bar; periodic evaluation on fixed validation batches; atomic checkpoints
 (:mod:`course_lib.training.checkpoint`); ``resume=True`` continues from the latest one;
@@ -42,7 +43,7 @@ from course_lib.training import checkpoint, distributed
 
 __all__ = [
     "TrainConfig", "TrainResult", "NonFiniteLossError", "WarmupCosine",
-    "WarmupLinear",
+    "WarmupLinear", "WarmupStableDecay",
     "lm_loss", "train",
 ]
 
@@ -72,9 +73,12 @@ class TrainConfig:
     ``checkpoint_dir`` is set). ``schedule_steps`` is the length the learning-rate
     schedule is laid out for (default ``max_steps``: the cosine ends with the run; a
     larger value stops the run part-way down a longer schedule). ``schedule`` is
-    ``"cosine"`` (:class:`WarmupCosine`, for pretraining) or ``"linear"``
-    (:class:`WarmupLinear`, to 0, as BERT fine-tuning does). ``precision="auto"`` is bf16
-    autocast on a CUDA device that supports it, float32 elsewhere.
+    ``"cosine"`` (:class:`WarmupCosine`, for pretraining), ``"linear"``
+    (:class:`WarmupLinear`, to 0, as BERT fine-tuning does) or ``"wsd"``
+    (:class:`WarmupStableDecay`: constant after warmup, then a 1 − sqrt cooldown to
+    ``min_lr_ratio`` over the last ``decay_fraction`` of the schedule's steps; only
+    ``"wsd"`` reads ``decay_fraction``). ``precision="auto"`` is bf16 autocast on a CUDA
+    device that supports it, float32 elsewhere.
     """
 
     max_steps: int
@@ -94,7 +98,8 @@ class TrainConfig:
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     progress: bool = True
-    schedule: Literal["cosine", "linear"] = "cosine"
+    schedule: Literal["cosine", "linear", "wsd"] = "cosine"
+    decay_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         # NumPy numbers are accepted and stored as Python ones (the config is written to
@@ -122,8 +127,11 @@ class TrainConfig:
                       for i, b in enumerate(self.betas))
         if any(b is not given for b, given in zip(betas, self.betas)):  # NumPy numbers only
             put("betas", betas)
-        if self.schedule not in ("cosine", "linear"):
-            raise ValueError(f"schedule must be 'cosine' or 'linear'; got {self.schedule!r}")
+        if self.schedule not in ("cosine", "linear", "wsd"):
+            raise ValueError(f"schedule must be 'cosine', 'linear' or 'wsd'; got "
+                             f"{self.schedule!r}")
+        put("decay_fraction", plain(self.decay_fraction, require_number(
+            "decay_fraction", self.decay_fraction, 0, 1, closed=(False, True))))
         if self.schedule_steps is not None:
             put("schedule_steps", require_int(
                 "schedule_steps", self.schedule_steps, self.max_steps,
@@ -131,6 +139,9 @@ class TrainConfig:
         if self.warmup_steps > self.total_schedule_steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds the schedule's "
                              f"{self.total_schedule_steps} steps")
+        if self.schedule == "wsd":  # the same checks, with the same words, as the class
+            WarmupStableDecay(self.warmup_steps, self.total_schedule_steps,
+                              self.decay_fraction, self.min_lr_ratio)
         steps = tuple(self.eval_steps)
         try:
             steps = tuple(require_int("eval_steps", s, 1, self.max_steps) for s in steps)
@@ -230,6 +241,51 @@ class WarmupLinear:
         return max(0.0, float(self.total - step) / float(max(1, self.total - self.warmup)))
 
 
+class WarmupStableDecay:
+    """Learning-rate factor for ``LambdaLR``: warmup, a long constant stretch, a short cooldown.
+
+    Hägele et al. (2024) show that this warmup-stable-decay (WSD) schedule matches a
+    cosine laid out for the same length, and that the stable stretch can be shared: a
+    run stopped at any step can be cooled down from there, so one run serves several
+    training lengths, where a cosine must be laid out for one length in advance. The
+    cooldown spans the last ``decay_steps = round(decay_fraction * total)`` steps and
+    follows their "1 − sqrt" shape, which did better than a linear one:
+
+    * step ``s < warmup``: ``(s + 1) / warmup`` (as :class:`WarmupCosine`);
+    * ``warmup <= s < total - decay_steps``: 1;
+    * then ``min_ratio + (1 - min_ratio) * (1 - sqrt(p))``, with
+      ``p = (s - total + decay_steps) / decay_steps`` clamped to 1: ``min_ratio`` at and
+      after ``total``. Hägele et al. cool down to 0 (``min_ratio=0``).
+
+    Raises ``ValueError`` naming the argument when ``warmup`` or ``total`` is not a
+    count, ``decay_fraction`` is outside ``(0, 1]``, ``min_ratio`` outside ``[0, 1]``,
+    or the warmup runs into the cooldown.
+    """
+
+    def __init__(self, warmup: int, total: int, decay_fraction: float = 0.2,
+                 min_ratio: float = 0.0) -> None:
+        self.warmup = require_int("warmup", warmup, 0, expected="a non-negative integer")
+        self.total = require_int("total", total, 1, expected="a positive integer")
+        self.decay_fraction = require_number("decay_fraction", decay_fraction, 0, 1,
+                                             closed=(False, True))
+        self.min_ratio = require_number("min_ratio", min_ratio, 0, 1)
+        self.decay_steps = max(1, round(self.decay_fraction * self.total))
+        self.decay_start = self.total - self.decay_steps
+        if self.warmup > self.decay_start:
+            raise ValueError(
+                f"warmup ({self.warmup} steps) runs into the cooldown, which starts at step "
+                f"{self.decay_start} (decay_fraction={decay_fraction!r} of {self.total} "
+                f"steps); expected warmup <= {self.decay_start}")
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if step < self.decay_start:
+            return 1.0
+        progress = min(1.0, (step - self.decay_start) / self.decay_steps)
+        return self.min_ratio + (1 - self.min_ratio) * (1 - math.sqrt(progress))
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -287,9 +343,12 @@ def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, s
     optimizer = torch.optim.AdamW(
         weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
         fused=device.type == "cuda")
-    factor = (WarmupCosine(config.warmup_steps, config.total_schedule_steps,
-                           config.min_lr_ratio) if config.schedule == "cosine"
-              else WarmupLinear(config.warmup_steps, config.total_schedule_steps))
+    total = config.total_schedule_steps
+    factor = {"cosine": lambda: WarmupCosine(config.warmup_steps, total, config.min_lr_ratio),
+              "linear": lambda: WarmupLinear(config.warmup_steps, total),
+              "wsd": lambda: WarmupStableDecay(config.warmup_steps, total,
+                                               config.decay_fraction, config.min_lr_ratio),
+              }[config.schedule]()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     generator = torch.Generator().manual_seed(config.seed + info.rank)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)

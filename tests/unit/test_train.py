@@ -232,8 +232,66 @@ def test_the_linear_schedule_is_transformers_linear_schedule():
         for _ in range(total + 2):
             assert a.get_last_lr() == b.get_last_lr()
             ours.step(), hf.step(), a.step(), b.step()
-    with pytest.raises(ValueError, match="schedule must be 'cosine' or 'linear'; got 'step'"):
+    with pytest.raises(ValueError,
+                       match="schedule must be 'cosine', 'linear' or 'wsd'; got 'step'"):
         T.TrainConfig(max_steps=3, schedule="step")
+
+
+def test_warmup_stable_decay_at_known_steps():
+    # 100 steps, warmup 10, cooldown over the last 20 (steps 80..99), 1 - sqrt to 0.1.
+    wsd = T.WarmupStableDecay(warmup=10, total=100, decay_fraction=0.2, min_ratio=0.1)
+    assert [wsd(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert wsd(10) == wsd(50) == wsd(79) == 1.0
+    assert wsd(80) == pytest.approx(1.0)
+    assert wsd(85) == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.25)))  # 0.55
+    assert wsd(95) == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(0.75)))
+    assert wsd(100) == pytest.approx(0.1) and wsd(1000) == pytest.approx(0.1)
+    factors = [wsd(s) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))  # never rises after warmup
+    # No warmup, the whole run a cooldown, to zero.
+    assert T.WarmupStableDecay(0, 4, decay_fraction=1.0)(1) == pytest.approx(0.5)
+
+
+def test_train_follows_the_wsd_schedule():
+    result = run(steps=12, schedule="wsd", decay_fraction=0.25)  # warmup 3, cooldown 3
+    lrs = [lr for _, lr in result.lr]  # the rate each step used
+    wsd = T.WarmupStableDecay(3, 12, 0.25, 0.1)
+    assert lrs == pytest.approx([3e-3 * wsd(s) for s in range(12)])
+    assert lrs[:3] == pytest.approx([1e-3, 2e-3, 3e-3])
+    assert lrs[3:10] == pytest.approx([3e-3] * 7)  # stable up to the cooldown
+    assert lrs[11] == pytest.approx(3e-3 * (0.1 + 0.9 * (1 - math.sqrt(2 / 3))))
+
+
+def test_new_schedule_settings_leave_stored_specs_alone():
+    assert "decay_fraction" not in T.TrainConfig(max_steps=5).spec()
+    assert "schedule" not in T.TrainConfig(max_steps=5).spec()
+    spec = T.TrainConfig(max_steps=5, schedule="wsd", decay_fraction=0.4).spec()
+    assert spec["schedule"] == "wsd" and spec["decay_fraction"] == 0.4
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(warmup=-1, total=10), ValueError, "warmup must be a non-negative integer; got -1"),
+    (dict(warmup=1.5, total=10), TypeError, "warmup must be a non-negative integer; got 1.5"),
+    (dict(warmup=0, total=0), ValueError, "total must be a positive integer; got 0"),
+    (dict(warmup=0, total=10, decay_fraction=0.0), ValueError,
+     r"decay_fraction must be in \(0, 1\]; got 0.0"),
+    (dict(warmup=0, total=10, decay_fraction=1.5), ValueError,
+     r"decay_fraction must be in \(0, 1\]; got 1.5"),
+    (dict(warmup=0, total=10, min_ratio=-0.1), ValueError,
+     r"min_ratio must be in \[0, 1\]; got -0.1"),
+    (dict(warmup=9, total=10, decay_fraction=0.2), ValueError,
+     r"warmup \(9 steps\) runs into the cooldown, which starts at step 8"),
+])
+def test_bad_warmup_stable_decay(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        T.WarmupStableDecay(**kwargs)
+
+
+def test_bad_wsd_train_configs():
+    with pytest.raises(ValueError, match=r"decay_fraction must be in \(0, 1\]; got 2"):
+        T.TrainConfig(max_steps=10, schedule="wsd", decay_fraction=2)
+    with pytest.raises(ValueError, match="runs into the cooldown"):
+        T.TrainConfig(max_steps=10, warmup_steps=9, schedule="wsd")
 
 
 def test_stop_ends_training_after_an_evaluation():
