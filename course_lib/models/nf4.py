@@ -74,6 +74,13 @@ def nf4_codebook(*, device: torch.device | str | None = None,
     return torch.tensor(_levels(), device=device, dtype=dtype)
 
 
+def _describe(x: object) -> str:
+    """``"a tensor of dtype torch.int64 and shape (3,)"``, or the type's name."""
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of dtype {x.dtype} and shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
 def _check_power_of_two(name: str, value: object) -> int:
     value = require_int(name, value, 2, expected="a power of two >= 2")
     if value & (value - 1):
@@ -86,8 +93,7 @@ def pack_codes(codes: torch.Tensor) -> torch.Tensor:
     uint8, the first code of each pair in the high four bits."""
     if not isinstance(codes, torch.Tensor) or codes.is_floating_point() \
             or codes.is_complex() or codes.dtype == torch.bool:
-        raise TypeError(f"codes must be an integer tensor; got "
-                        f"{getattr(codes, 'dtype', type(codes).__name__)}")
+        raise TypeError(f"codes must be an integer tensor; got {_describe(codes)}")
     if codes.ndim != 1 or codes.numel() % 2:
         raise ValueError(f"codes must be 1-D with an even number of entries; got shape "
                          f"{tuple(codes.shape)}")
@@ -103,9 +109,7 @@ def pack_codes(codes: torch.Tensor) -> torch.Tensor:
 def unpack_codes(packed: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`pack_codes`: ``(m,)`` uint8 -> ``(2m,)`` uint8 codes in [0, 15]."""
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.ndim != 1:
-        raise TypeError(f"packed must be a 1-D uint8 tensor; got "
-                        f"{getattr(packed, 'dtype', type(packed).__name__)} of shape "
-                        f"{tuple(getattr(packed, 'shape', ()))}")
+        raise TypeError(f"packed must be a 1-D uint8 tensor; got {_describe(packed)}")
     return torch.stack([packed >> 4, packed & 0xF], dim=1).flatten()
 
 
@@ -142,8 +146,7 @@ def quantize_constants(absmax: torch.Tensor, block_size: int = 256) -> Quantized
     if not isinstance(absmax, torch.Tensor) or not absmax.is_floating_point() \
             or absmax.ndim != 1 or absmax.numel() == 0:
         raise TypeError(f"absmax must be a non-empty 1-D floating-point tensor; got "
-                        f"{getattr(absmax, 'dtype', type(absmax).__name__)} of shape "
-                        f"{tuple(getattr(absmax, 'shape', ()))}")
+                        f"{_describe(absmax)}")
     block_size = _check_power_of_two("constants_block_size", block_size)
     c = require_finite("absmax", absmax.detach()).to(torch.float32)
     mean = c.mean()
@@ -193,8 +196,7 @@ def quantize_nf4(weight: torch.Tensor, *, block_size: int = 64, double_quant: bo
     ``level * c_stored``.
     """
     if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
-        raise TypeError(f"weight must be a floating-point tensor; got "
-                        f"{getattr(weight, 'dtype', type(weight).__name__)}")
+        raise TypeError(f"weight must be a floating-point tensor; got {_describe(weight)}")
     if weight.numel() == 0:
         raise ValueError(f"weight is empty (shape {tuple(weight.shape)}); expected at least "
                          f"one value to quantize")

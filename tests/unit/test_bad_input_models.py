@@ -11,7 +11,7 @@ from bad_input_table import assert_clear_error, case_ids
 from torch import nn
 
 from course_lib.core.validate import require_token_ids
-from course_lib.models import compress, flops, memory, prompting
+from course_lib.models import compress, flops, memory, nf4, prompting
 from course_lib.models.gpt import GPT, GPTConfig
 from course_lib.models.kv_cache import KVCache
 from course_lib.models.lora import LoRALinear, apply_lora, unmerge_lora
@@ -42,6 +42,18 @@ def merged_layer() -> LoRALinear:
     return layer
 
 
+def nf4_lora_layer() -> LoRALinear:
+    return LoRALinear(nf4.NF4Linear.from_linear(nn.Linear(4, 16)), 2, 4)
+
+
+class TiedHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+
 def full_cache_forward():
     cache = MODEL.new_cache(1)
     MODEL(ids([1] * 6), cache=cache)
@@ -62,6 +74,26 @@ CASES = [
     (lambda: config(init_std=-0.02), ValueError, ["init_std", ">= 0", "-0.02"]),
     (lambda: config(init_std=INF), ValueError, ["init_std", "finite", "inf"]),
     (lambda: config(bias="no"), TypeError, ["bias", "True or False", "'no'"]),
+    (lambda: config(norm="rms"), ValueError, ["norm", "'layernorm', 'rmsnorm'", "'rms'"]),
+    (lambda: config(mlp="relu"), ValueError, ["mlp", "'gelu', 'swiglu'", "'relu'"]),
+    (lambda: config(position="alibi"), ValueError,
+     ["position", "'learned', 'sinusoidal', 'rope'", "'alibi'"]),
+    (lambda: config(d_model=6, position="rope"), ValueError,
+     ["position='rope'", "head_dim", "even", "3"]),
+    (lambda: config(d_model=7, n_head=1, position="sinusoidal"), ValueError,
+     ["position='sinusoidal'", "d_model must be even", "7"]),
+    (lambda: config(rope_theta=0), ValueError, ["rope_theta", "positive", "0"]),
+    (lambda: config(rope_theta=NAN), ValueError, ["rope_theta", "finite", "nan"]),
+    (lambda: config(tie_embeddings="no"), TypeError, ["tie_embeddings", "True or False", "'no'"]),
+    (lambda: config(norm="rmsnorm").to_hf(), ValueError,
+     ["norm='rmsnorm'", "GPT-2", "norm='layernorm'"]),
+    (lambda: config(bias=False).to_hf(), ValueError, ["bias=False", "GPT-2", "bias=True"]),
+    (lambda: CONFIG.to_hf_llama(), ValueError, ["norm='layernorm'", "Llama", "norm='rmsnorm'"]),
+    (lambda: config(norm="rmsnorm", mlp="swiglu", position="rope", dropout=0.1).to_hf_llama(),
+     ValueError, ["dropout=0.1", "Llama", "dropout=0.0"]),
+    (lambda: GPTConfig.from_hf_llama(CONFIG.to_hf()), TypeError,
+     ["hf_config", "LlamaConfig", "GPT2Config"]),
+    (lambda: GPT.from_hf_llama(MODEL), TypeError, ["hf_model", "LlamaForCausalLM", "GPT"]),
     (lambda: GPT(SHAPE), TypeError, ["config", "GPTConfig", "dict"]),
     # --- GPT.forward: token ids outside the vocabulary, before an IndexError/device assert
     (lambda: MODEL(ids([1, 2, V])), ValueError,
@@ -136,6 +168,54 @@ CASES = [
      ValueError, ["repeats", "positive integer", "0"]),
     (lambda: compress.time_generation(MODEL, [[1]], 1, use_cache=False), TypeError,
      ["prompt", "tensor", "list"]),
+    # --- NF4 (QLoRA) ----------------------------------------------------------------------
+    (lambda: nf4.quantize_nf4(torch.tensor([1, 2])), TypeError,
+     ["weight", "floating-point", "torch.int64"]),
+    (lambda: nf4.quantize_nf4(np.ones(64)), TypeError, ["weight", "floating-point", "ndarray"]),
+    (lambda: nf4.quantize_nf4(torch.zeros(0)), ValueError, ["weight", "empty", "(0,)"]),
+    (lambda: nf4.quantize_nf4(torch.tensor([1.0, INF])), ValueError,
+     ["weight", "non-finite", "inf", "(1,)"]),
+    (lambda: nf4.quantize_nf4(torch.ones(64), block_size=48), ValueError,
+     ["block_size", "power of two", "48"]),
+    (lambda: nf4.quantize_nf4(torch.ones(64), block_size=1), ValueError,
+     ["block_size", "power of two >= 2", "1"]),
+    (lambda: nf4.quantize_nf4(torch.ones(64), block_size=64.0), TypeError,
+     ["block_size", "power of two", "64.0"]),
+    (lambda: nf4.quantize_nf4(torch.ones(64), constants_block_size=100), ValueError,
+     ["constants_block_size", "power of two", "100"]),
+    (lambda: nf4.quantize_nf4(torch.ones(64), double_quant="yes"), TypeError,
+     ["double_quant", "True or False", "'yes'"]),
+    (lambda: nf4.pack_codes(torch.tensor([3, 16])), ValueError,
+     ["codes", "16", "position 1", "[0, 15]"]),
+    (lambda: nf4.pack_codes(torch.tensor([-1, 2])), ValueError, ["codes", "-1", "position 0"]),
+    (lambda: nf4.pack_codes(torch.tensor([1, 2, 3])), ValueError, ["codes", "even", "(3,)"]),
+    (lambda: nf4.pack_codes(torch.tensor([1.0, 2.0])), TypeError,
+     ["codes", "integer", "torch.float32"]),
+    (lambda: nf4.unpack_codes(torch.tensor([1, 2])), TypeError,
+     ["packed", "uint8", "torch.int64"]),
+    (lambda: nf4.quantize_constants(torch.tensor([1, 2])), TypeError,
+     ["absmax", "floating-point", "torch.int64"]),
+    (lambda: nf4.dequantize_nf4(torch.ones(4)), TypeError, ["q", "NF4Weight", "Tensor"]),
+    (lambda: nf4.dequantize_nf4(nf4.quantize_nf4(torch.ones(64)), torch.int8), TypeError,
+     ["dtype", "floating-point", "torch.int8"]),
+    (lambda: nf4.bits_per_parameter("q"), TypeError, ["q", "NF4Weight", "str"]),
+    (lambda: nf4.NF4Linear(4, 3, compute_dtype=torch.int8), TypeError,
+     ["compute_dtype", "torch.int8", "torch.bfloat16"]),
+    (lambda: nf4.NF4Linear(0, 3), ValueError, ["in_features", "positive integer", "0"]),
+    (lambda: nf4.NF4Linear.from_linear(nn.Conv1d(4, 3, 1)), TypeError,
+     ["linear", "nn.Linear", "Conv1d"]),
+    (lambda: nf4.NF4Linear.from_linear(nn.Linear(4, 3))(torch.ones(2, 5)), ValueError,
+     ["x", "(..., 4)", "(2, 5)"]),
+    (lambda: nf4.quantize_linears("model", target_modules=("0",)), TypeError,
+     ["model", "nn.Module", "str"]),
+    (lambda: nf4.quantize_linears(lora_net(), target_modules=("query",)), ValueError,
+     ["target_modules", "'query'", "match no nn.Linear", "'0'"]),
+    (lambda: nf4.quantize_linears(TiedHead(), target_modules=("head",)), ValueError,
+     ["target_modules", "'head'", "tied to an embedding"]),
+    (lambda: nf4.quantize_linears(lora_net(), target_modules=("0",), block_size=3),
+     ValueError, ["block_size", "power of two", "3"]),
+    (lambda: nf4_lora_layer().merge(), TypeError,
+     ["cannot merge", "NF4Linear", "to_linear()"]),
     # --- memory and FLOPs -----------------------------------------------------------------
     (lambda: memory.activation_bytes(CONFIG, 0), ValueError,
      ["batch_size", "positive integer", "0"]),
@@ -165,12 +245,16 @@ def test_bad_input_gets_a_clear_error(call, exc, words):
 # NumPy scalars are numbers: everywhere a Python int or float is accepted, so are they.
 ACCEPTED = [
     lambda: config(vocab_size=np.int64(V), dropout=np.float32(0.1), bias=np.bool_(True)),
+    lambda: config(position="rope", rope_theta=np.float32(500.0),
+                   tie_embeddings=np.bool_(False)),
     lambda: MODEL.generate(ids([1]), np.int64(2), temperature=np.float32(0.5),
                            top_k=np.int32(3)),
     lambda: MODEL.new_cache(np.int64(2)),
     lambda: LoRALinear(nn.Linear(4, 3), np.int64(2), np.float32(4.0), np.float64(0.1)),
     lambda: compress.prune_magnitude(lora_net(), np.float32(0.5)),
     lambda: memory.training_memory(CONFIG, np.int64(2), np.int32(4)),
+    lambda: nf4.quantize_nf4(torch.ones(64), block_size=np.int64(32),
+                             constants_block_size=np.int32(4), double_quant=np.bool_(True)),
 ]
 
 
@@ -182,6 +266,7 @@ def test_numpy_scalars_are_accepted(call):
 def test_numpy_settings_are_stored_as_python_numbers():
     cfg = config(vocab_size=np.int64(V), dropout=np.float32(0.5))
     assert type(cfg.vocab_size) is int and type(cfg.dropout) is float
+    assert type(config(rope_theta=np.float32(500.0)).rope_theta) is float
     layer = LoRALinear(nn.Linear(4, 3), np.int64(2), np.float32(4.0))
     assert type(layer.r) is int and type(layer.alpha) is float and layer.scaling == 2.0
     assert repr(LoRALinear(nn.Linear(4, 3), 2, 16)).count("alpha=16,") == 1  # 16 stays 16

@@ -17,6 +17,7 @@ from course_lib.models.lora import (
     merge_lora,
     unmerge_lora,
 )
+from course_lib.models.nf4 import NF4Linear, quantize_linears
 
 SETTINGS = dict(r=4, alpha=8, target_modules=("query", "value"))
 
@@ -135,3 +136,88 @@ def test_update_has_rank_at_most_r():
 def test_bad_lora_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
         apply_lora(tiny_classifier(), **(dict(SETTINGS) | kwargs))
+
+
+# --- QLoRA: LoRA adapters over an NF4 base (Dettmers et al. 2023) ---------------------
+
+ALL_LINEAR = ("query", "key", "value", "dense")
+
+
+def qlora(**settings):
+    base = tiny_classifier().eval()
+    quantized = quantize_linears(copy.deepcopy(base), target_modules=ALL_LINEAR,
+                                 block_size=32)
+    model = apply_lora(copy.deepcopy(quantized), modules_to_save=["classifier"],
+                       **(SETTINGS | settings))
+    return quantized, model
+
+
+def test_qlora_starts_where_the_nf4_model_is_and_its_base_has_no_trainable_parameters():
+    quantized, model = qlora()
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=IDS).logits,
+                                   quantized(input_ids=IDS).logits, atol=0, rtol=0)
+    layers = dict(lora_layers(model))
+    assert len(layers) == 4 and all(isinstance(m.base, NF4Linear) for m in layers.values())
+    assert all(not p.requires_grad for m in layers.values() for p in m.base.parameters())
+    assert all(m.lora_A.dtype == torch.float32 for m in layers.values())
+    n_nf4 = sum(isinstance(m, NF4Linear) for m in model.modules())
+    assert n_nf4 == 2 * 6 + 1  # 2 layers x (q, k, v, 3 dense) + the pooler's dense
+
+
+def test_qlora_gradients_reach_only_the_lora_factors_and_the_saved_modules():
+    _, model = qlora()
+    random_b(model)
+    model.train()
+    frozen = {n: b.clone() for n, b in model.named_buffers()}
+    model(input_ids=IDS, labels=torch.tensor([0, 1, 2])).loss.backward()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in model.named_parameters()
+                         if "lora_" in n or n.startswith("classifier.")}
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == (name in trainable), name
+        if name in trainable:
+            assert float(p.grad.abs().sum()) > 0, name
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    for name, b in model.named_buffers():
+        assert torch.equal(b, frozen[name]), name  # the 4-bit weights never move
+
+
+def test_qlora_refuses_to_merge_and_merges_into_a_dequantized_copy():
+    _, model = qlora()
+    random_b(model)
+    name, layer = next(lora_layers(model))
+    with pytest.raises(TypeError, match="cannot merge LoRA into an NF4Linear base"):
+        layer.merge()
+    with pytest.raises(TypeError, match=r"to_linear\(\).*\(layers \['bert.encoder"):
+        merge_lora(model)
+    assert not any(m.merged for _, m in lora_layers(model))  # nothing merged on the way
+    x = torch.randn(2, 5, layer.base.in_features)
+    with torch.no_grad():
+        expected = layer(x)
+        plain = LoRALinear(layer.base.to_linear(), layer.r, layer.alpha)
+        plain.lora_A.copy_(layer.lora_A)
+        plain.lora_B.copy_(layer.lora_B)
+        plain.merge()
+        torch.testing.assert_close(plain(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_qlora_state_dict_round_trip():
+    _, model = qlora()
+    random_b(model)
+    _, fresh = qlora()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh(input_ids=IDS).logits, model(input_ids=IDS).logits)
+
+
+def test_qlora_adapters_follow_the_compute_dtype():
+    base = torch.nn.Linear(64, 32)
+    layer = LoRALinear(NF4Linear.from_linear(base, compute_dtype=torch.bfloat16), 4, 8)
+    assert layer.lora_A.dtype == torch.bfloat16 and layer.lora_B.dtype == torch.bfloat16
+    torch.nn.init.normal_(layer.lora_B)
+    x = torch.randn(3, 64)
+    y = layer(x)
+    assert y.dtype == torch.float32 and y.shape == (3, 32)
+    y.sum().backward()
+    assert layer.lora_A.grad.dtype == torch.bfloat16
