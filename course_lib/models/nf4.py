@@ -265,7 +265,9 @@ class NF4Linear(nn.Module):
     4-bit copy is the only one kept) and computes ``F.linear(x, W, b)``. The weight's
     codes and constants are buffers (integers have no gradient; they are in the
     ``state_dict`` but not in ``parameters()``); the bias, kept in float32, is a
-    parameter with ``requires_grad=False``. Build one with :meth:`from_linear`.
+    parameter with ``requires_grad=False``. Build one with :meth:`from_linear`. Choose
+    the precision with ``compute_dtype``, not ``.to(torch.bfloat16)``: that would also
+    cast the float32 constants (and the bias) that the 4-bit codes are scaled by.
     """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
