@@ -9,9 +9,18 @@ multiply-add counts as 2 FLOPs, the forward pass of a token costs
     C_train per token = 6 N + 6 n_layer n_ctx d_model,    C_run ≈ 6 N D,
 
 with ``N`` the non-embedding parameters and ``D`` the number of training tokens.
+Only the weight matrices are counted (and the attention scores): biases, norms,
+activations, RoPE's rotations and SwiGLU's product are a few FLOPs per feature,
+not per parameter, and are left out, as by Kaplan et al.
 
-Accepted configs: :class:`course_lib.models.GPTConfig`, ``transformers.GPT2Config``
-and ``transformers.BertConfig``.
+The modern (Llama-style) block changes the counts in three places: SwiGLU has
+three ``d_model x d_ff`` matrices instead of two, RMSNorm has a gain and no bias,
+and RoPE (or sinusoidal positions) has no position parameters. Grouped-query
+attention (a ``LlamaConfig`` with fewer key-value heads than heads) shrinks the
+key and value matrices to ``d_model x n_kv_head hs``.
+
+Accepted configs: :class:`course_lib.models.GPTConfig`, ``transformers.GPT2Config``,
+``transformers.LlamaConfig`` and ``transformers.BertConfig``.
 """
 
 from __future__ import annotations
@@ -39,31 +48,62 @@ class _Shape:
 
     family: str  # "gpt" or "bert"
     vocab_size: int
-    n_positions: int
+    n_positions: int  # context length; position parameters only if learned_positions
     n_layer: int
     d_model: int
     d_ff: int
-    bias: bool
+    bias: bool  # biases of the linear layers (attention and MLP)
     tied: bool
     type_vocab_size: int = 0
     num_labels: int = 0
+    norm: str = "layernorm"  # "layernorm" (gain and bias if `bias`) or "rmsnorm" (gain)
+    mlp: str = "gelu"  # "gelu" (2 matrices) or "swiglu" (3 matrices)
+    learned_positions: bool = True
+    d_attn: int = 0  # width of the queries, n_head * hs (0: d_model)
+    d_kv: int = 0  # width of the keys and of the values, n_kv_head * hs (0: d_attn)
+    mlp_bias: bool | None = None  # None: `bias`
+
+    @property
+    def attn(self) -> int:
+        return self.d_attn or self.d_model
+
+    @property
+    def kv(self) -> int:
+        return self.d_kv or self.attn
+
+    @property
+    def norm_params(self) -> int:
+        """Parameters of one norm: gain, plus a bias for a LayerNorm with biases."""
+        return 2 * self.d_model if self.norm == "layernorm" and self.bias else self.d_model
 
 
 def _shape(config: object) -> _Shape:
     name = type(config).__name__
     if name == "GPTConfig":
         return _Shape("gpt", config.vocab_size, config.context_length, config.n_layer,
-                      config.d_model, config.d_ff, config.bias, True)
+                      config.d_model, config.d_ff, config.bias, config.tie_embeddings,
+                      norm=config.norm, mlp=config.mlp,
+                      learned_positions=config.position == "learned")
     if name == "GPT2Config":
         d_ff = config.n_inner if config.n_inner is not None else 4 * config.n_embd
         return _Shape("gpt", config.vocab_size, config.n_positions, config.n_layer,
                       config.n_embd, d_ff, True, bool(config.tie_word_embeddings))
+    if name == "LlamaConfig":
+        d, nh = config.hidden_size, config.num_attention_heads
+        hs = getattr(config, "head_dim", None) or d // nh
+        n_kv = config.num_key_value_heads or nh
+        return _Shape("gpt", config.vocab_size, config.max_position_embeddings,
+                      config.num_hidden_layers, d, config.intermediate_size,
+                      bool(config.attention_bias), bool(config.tie_word_embeddings),
+                      norm="rmsnorm", mlp="swiglu", learned_positions=False,
+                      d_attn=nh * hs, d_kv=n_kv * hs, mlp_bias=bool(config.mlp_bias))
     if name == "BertConfig":
         return _Shape("bert", config.vocab_size, config.max_position_embeddings,
                       config.num_hidden_layers, config.hidden_size, config.intermediate_size,
                       True, bool(config.tie_word_embeddings), config.type_vocab_size,
                       config.num_labels)
-    raise TypeError(f"config must be a GPTConfig, GPT2Config or BertConfig; got {name}")
+    raise TypeError(f"config must be a GPTConfig, GPT2Config, LlamaConfig or BertConfig; "
+                    f"got {name}")
 
 
 @dataclass(frozen=True)
@@ -84,19 +124,26 @@ class ParamCounts:
                 f"{self.non_embedding:,} non-embedding)")
 
 
+def _mlp_matrices(s: _Shape) -> int:
+    """``d_model x d_ff`` matrices in one MLP: 2 (in, out), or 3 for SwiGLU (gate too)."""
+    return 3 if s.mlp == "swiglu" else 2
+
+
 def _layer_params(s: _Shape) -> int:
-    """One block: attention (Q, K, V, output), MLP (two layers), two LayerNorms."""
-    d, f = s.d_model, s.d_ff
-    weights = 4 * d * d + 2 * d * f
-    biases = (3 * d + d + f + d) if s.bias else 0
-    norms = 2 * (2 * d if s.bias else d)  # gain (and bias) of two LayerNorms
-    return weights + biases + norms
+    """One block: attention (Q, K, V, output), MLP (two or three layers), two norms."""
+    d, f, a, kv = s.d_model, s.d_ff, s.attn, s.kv
+    m = _mlp_matrices(s)
+    attention = d * (a + 2 * kv) + a * d + ((a + 2 * kv + d) if s.bias else 0)
+    mlp_bias = s.bias if s.mlp_bias is None else s.mlp_bias
+    mlp = m * d * f + (((m - 1) * f + d) if mlp_bias else 0)
+    return attention + mlp + 2 * s.norm_params
 
 
 def param_counts(config: object, *, head: BertHead = "mlm") -> ParamCounts:
     """Exact parameter counts of the model that ``config`` describes.
 
-    For GPT configs the model is the language model (``GPT`` or ``GPT2LMHeadModel``).
+    For GPT configs the model is the language model (``GPT``, ``GPT2LMHeadModel`` or
+    ``LlamaForCausalLM``); position parameters are counted only when learned.
     For a ``BertConfig``, ``head`` picks the model: ``"none"`` the encoder alone
     (``BertModel(config, add_pooling_layer=False)``), ``"pooler"`` ``BertModel``,
     ``"mlm"`` ``BertForMaskedLM``, ``"classifier"`` ``BertForSequenceClassification``
@@ -104,11 +151,12 @@ def param_counts(config: object, *, head: BertHead = "mlm") -> ParamCounts:
     """
     s = _shape(config)
     d = s.d_model
-    ln = 2 * d if s.bias else d
-    embedding = (s.vocab_size + s.n_positions + s.type_vocab_size) * d
+    ln = s.norm_params
+    positions = s.n_positions if s.learned_positions else 0
+    embedding = (s.vocab_size + positions + s.type_vocab_size) * d
     body = s.n_layer * _layer_params(s)
     if s.family == "gpt":
-        other = ln + (0 if s.tied else s.vocab_size * d)  # final LayerNorm (+ untied head)
+        other = ln + (0 if s.tied else s.vocab_size * d)  # final norm (+ untied head)
     else:
         other = ln  # LayerNorm after the embeddings
         if head not in ("none", "pooler", "mlm", "classifier"):
@@ -127,10 +175,17 @@ def param_counts(config: object, *, head: BertHead = "mlm") -> ParamCounts:
 class FlopsBreakdown:
     """Forward-pass FLOPs per token, by operation (Kaplan et al. 2020, Table 1).
 
-    ``attention_scores`` is the context-dependent term ``2 n_layer n_ctx d_model``
-    (``Q K^T`` and the weighted sum of values, over the full context);
-    ``unembedding`` (``2 d_model V``, the output layer) is listed but, like Kaplan,
-    left out of :attr:`non_embedding`.
+    ``attention_scores`` is the context-dependent term ``2 n_layer n_ctx d_attn``
+    (``d_attn = n_head hs``, ``d_model`` for GPT-2): ``Q K^T`` and the weighted sum
+    of values, **averaged over the positions of a causal sequence**. The query at
+    position ``t`` (``t = 1 .. n_ctx``) meets ``t`` keys and ``t`` values, ``4 t
+    d_attn`` FLOPs per layer; the mean over the ``n_ctx`` positions is ``4 d_attn
+    (n_ctx + 1) / 2 = 2 (n_ctx + 1) d_attn``, Kaplan's term up to the ``+ 1``. A
+    dense attention over all ``n_ctx`` positions computes twice that, ``4 n_ctx
+    d_attn`` (what PyTorch's counter reports for the math kernel).
+    ``feedforward`` is ``2 n_layer m d_model d_ff`` with ``m = 2`` matrices, ``3``
+    for SwiGLU. ``unembedding`` (``2 d_model V``, the output layer) is listed but,
+    like Kaplan, left out of :attr:`non_embedding`.
     """
 
     attention_qkv: int
@@ -161,12 +216,12 @@ def forward_flops_breakdown(config: object, context_length: int | None = None) -
             or n_ctx < 1:
         raise ValueError(f"context_length must be a positive integer; got {context_length!r}")
     n_ctx = int(n_ctx)
-    d, L = s.d_model, s.n_layer
+    d, L, a = s.d_model, s.n_layer, s.attn
     return FlopsBreakdown(
-        attention_qkv=2 * L * d * 3 * d,
-        attention_scores=2 * L * n_ctx * d,
-        attention_project=2 * L * d * d,
-        feedforward=2 * L * 2 * d * s.d_ff,
+        attention_qkv=2 * L * d * (a + 2 * s.kv),
+        attention_scores=2 * L * n_ctx * a,
+        attention_project=2 * L * a * d,
+        feedforward=2 * L * _mlp_matrices(s) * d * s.d_ff,
         unembedding=2 * d * s.vocab_size,
     )
 

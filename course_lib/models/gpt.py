@@ -12,6 +12,24 @@ four times as wide as the model, a final LayerNorm and an output layer tied to t
 token embedding. :meth:`GPT.from_hf` copies the weights of a ``transformers``
 ``GPT2LMHeadModel`` into this model, which then gives the same logits.
 
+Four options of :class:`GPTConfig` turn it into the modern (Llama-style) block
+{Touvron et al. 2023}; each defaults to GPT-2, and with all defaults the model is
+the same module for module and number for number:
+
+* ``norm="rmsnorm"`` — :class:`RMSNorm` {Zhang & Sennrich 2019}: no mean, no bias;
+* ``mlp="swiglu"`` — :class:`SwiGLU` {Shazeer 2020}: a SiLU-gated MLP, three matrices;
+* ``position="rope"`` — rotary position embeddings {Su et al. 2021} rotate queries
+  and keys instead of adding a learned vector to the input (``"sinusoidal"`` adds
+  the fixed sines and cosines of {Vaswani et al. 2017});
+* ``bias=False`` and ``tie_embeddings=False`` — no biases, a separate output layer.
+
+With all of them, :meth:`GPT.from_hf_llama` copies a ``transformers``
+``LlamaForCausalLM`` (same logits). RoPE follows Llama's convention in
+``transformers``: feature ``i`` of a head is paired with feature ``i + hs/2``
+(:func:`rotate_half`), not neighbours ``(2j, 2j + 1)`` as in the paper and Meta's
+original code; the two differ only by a fixed permutation of each head's query and
+key features, which ``transformers`` applies once when it converts Meta's weights.
+
 Generation can reuse the keys and values of earlier positions instead of
 recomputing them: pass a :class:`~course_lib.models.kv_cache.KVCache` to ``forward``
 (``model.new_cache(B)``), or call ``generate(..., use_cache=True)`` (chapter 11).
@@ -36,7 +54,16 @@ from course_lib.core.validate import (
 )
 from course_lib.models.kv_cache import KVCache
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "weight_decay_groups"]
+__all__ = ["GPTConfig", "RMSNorm", "SinusoidalPositions", "RotaryEmbedding", "rotate_half",
+           "apply_rope", "CausalSelfAttention", "MLP", "SwiGLU", "Block", "GPT",
+           "weight_decay_groups"]
+
+#: The options of the modern block and their GPT-2 defaults. They were added after
+#: models were stored, so :meth:`GPTConfig.to_dict` leaves them out at these values.
+_LATER_DEFAULTS = {"norm": "layernorm", "mlp": "gelu", "position": "learned",
+                   "rope_theta": 10000.0, "tie_embeddings": True}
+_CHOICES = {"norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu"),
+            "position": ("learned", "sinusoidal", "rope")}
 
 
 def _require_int(name: str, value: object, minimum: int) -> int:
@@ -48,8 +75,15 @@ def _require_int(name: str, value: object, minimum: int) -> int:
 class GPTConfig:
     """Hyper-parameters of a GPT. All sizes are counts (tokens, layers, features).
 
-    ``d_ff`` defaults to ``4 * d_model`` (GPT-2). ``dropout`` is applied to the
-    embeddings, the attention weights and both residual branches, as in GPT-2.
+    ``d_ff`` defaults to ``4 * d_model`` (GPT-2); with ``mlp="swiglu"`` to
+    ``8 * ceil(d_model / 3)``, about two thirds of that, so that SwiGLU's three
+    matrices hold about as many parameters as GPT-2's two {Shazeer 2020}.
+    ``dropout`` is applied to the embeddings, the attention weights and both
+    residual branches, as in GPT-2. ``bias`` switches the biases of every linear
+    layer and LayerNorm (RMSNorm has none). ``layer_norm_eps`` is the epsilon of
+    either norm. ``norm``, ``mlp``, ``position`` (with ``rope_theta``, the base of
+    RoPE's frequencies) and ``tie_embeddings`` choose the block: see the module
+    docstring; their defaults are GPT-2's.
     """
 
     vocab_size: int
@@ -62,6 +96,11 @@ class GPTConfig:
     bias: bool = True
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         for name, minimum in (("vocab_size", 1), ("context_length", 1), ("n_layer", 1),
@@ -73,18 +112,31 @@ class GPTConfig:
                 f"head gets d_model // n_head features. Try n_head in "
                 f"{[h for h in range(1, self.d_model + 1) if self.d_model % h == 0][-6:]}"
             )
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; "
+                                 f"got {getattr(self, name)!r}")
         if self.d_ff is None:
-            object.__setattr__(self, "d_ff", 4 * self.d_model)
+            object.__setattr__(self, "d_ff", 4 * self.d_model if self.mlp == "gelu"
+                               else 8 * -(-self.d_model // 3))
         object.__setattr__(self, "d_ff", _require_int("d_ff", self.d_ff, 1))
         for name, low, high, closed, expected in (
                 ("dropout", 0, 1, (True, False), "a probability in [0, 1)"),
                 ("layer_norm_eps", 0, None, (False, True),
                  "a positive number (LayerNorm divides by sqrt(variance + eps))"),
-                ("init_std", 0, None, (True, True), "a standard deviation >= 0")):
+                ("init_std", 0, None, (True, True), "a standard deviation >= 0"),
+                ("rope_theta", 0, None, (False, True), "a positive number (RoPE's base)")):
             value = getattr(self, name)
             checked = require_number(name, value, low, high, closed=closed, expected=expected)
             object.__setattr__(self, name, plain(value, checked))
-        object.__setattr__(self, "bias", require_bool("bias", self.bias))
+        for name in ("bias", "tie_embeddings"):
+            object.__setattr__(self, name, require_bool(name, getattr(self, name)))
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(f"position='rope' rotates pairs of features in each head: "
+                             f"head_dim = d_model // n_head must be even; got {self.head_dim}")
+        if self.position == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"position='sinusoidal' fills pairs of features (a sine and a "
+                             f"cosine): d_model must be even; got {self.d_model}")
 
     @property
     def head_dim(self) -> int:
@@ -92,13 +144,27 @@ class GPTConfig:
         return self.d_model // self.n_head
 
     def to_dict(self) -> dict:
-        """Plain ``dict`` (JSON-friendly) of the fields; ``GPTConfig(**d)`` rebuilds it."""
-        return asdict(self)
+        """Plain ``dict`` (JSON-friendly) of the fields; ``GPTConfig(**d)`` rebuilds it.
+
+        The options added for the modern block (``norm``, ``mlp``, ``position``,
+        ``rope_theta``, ``tie_embeddings``) appear only away from their defaults, so
+        a GPT-2 config gives the dict — and the stored specs keyed on it — it always
+        gave, and a stored dict without them rebuilds the GPT-2 block.
+        """
+        return {k: v for k, v in asdict(self).items()
+                if k not in _LATER_DEFAULTS or v != _LATER_DEFAULTS[k]}
+
+    def _require(self, target: str, **wanted: object) -> None:
+        """Refuse a conversion to ``target`` when a field differs from ``wanted``."""
+        for name, value in wanted.items():
+            if getattr(self, name) != value:
+                raise ValueError(f"{name}={getattr(self, name)!r} has no {target} equivalent "
+                                 f"in transformers; {target} needs {name}={value!r}")
 
     def to_hf(self):
         """The equivalent ``transformers.GPT2Config`` (dropouts, epsilon and widths carried over)."""
-        if not self.bias:
-            raise ValueError("bias=False has no GPT-2 equivalent in transformers (GPT-2 has biases)")
+        self._require("GPT-2", bias=True, **{k: v for k, v in _LATER_DEFAULTS.items()
+                                             if k != "rope_theta"})
         from transformers import GPT2Config
 
         return GPT2Config(
@@ -108,6 +174,54 @@ class GPTConfig:
             attn_pdrop=self.dropout, layer_norm_epsilon=self.layer_norm_eps,
             initializer_range=self.init_std, bos_token_id=None, eos_token_id=None,
             tie_word_embeddings=True,
+        )
+
+    def to_hf_llama(self):
+        """The equivalent ``transformers.LlamaConfig``: needs ``norm="rmsnorm"``,
+        ``mlp="swiglu"``, ``position="rope"`` and ``dropout=0`` (Llama has no dropout
+        on the embeddings or the residual branches); ``bias`` sets both Llama's
+        ``attention_bias`` and ``mlp_bias``."""
+        self._require("Llama", norm="rmsnorm", mlp="swiglu", position="rope", dropout=0.0)
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            vocab_size=self.vocab_size, hidden_size=self.d_model, intermediate_size=self.d_ff,
+            num_hidden_layers=self.n_layer, num_attention_heads=self.n_head,
+            num_key_value_heads=self.n_head, head_dim=self.head_dim, hidden_act="silu",
+            max_position_embeddings=self.context_length, initializer_range=self.init_std,
+            rms_norm_eps=self.layer_norm_eps, tie_word_embeddings=self.tie_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+            attention_bias=self.bias, mlp_bias=self.bias, attention_dropout=0.0,
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        )
+
+    @classmethod
+    def from_hf_llama(cls, hf_config) -> GPTConfig:
+        """Read a ``transformers.LlamaConfig``; refuse what this GPT does not implement
+        (grouped-query attention, another activation, scaled RoPE, attention dropout)."""
+        if type(hf_config).__name__ != "LlamaConfig":
+            raise TypeError(f"hf_config must be a transformers LlamaConfig; got "
+                            f"{type(hf_config).__name__}")
+        d, nh = hf_config.hidden_size, hf_config.num_attention_heads
+        rope = dict(getattr(hf_config, "rope_parameters", None) or {})
+        theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+        for key, got, wanted in (
+                ("num_key_value_heads", hf_config.num_key_value_heads, nh),
+                ("head_dim", getattr(hf_config, "head_dim", None) or d // nh, d // nh),
+                ("hidden_act", hf_config.hidden_act, "silu"),
+                ("rope_parameters['rope_type']", rope.get("rope_type", "default"), "default"),
+                ("attention_dropout", float(hf_config.attention_dropout), 0.0),
+                ("mlp_bias", hf_config.mlp_bias, hf_config.attention_bias)):
+            if got != wanted:
+                raise ValueError(f"hf_config.{key} is {got!r}; this GPT supports only "
+                                 f"{wanted!r}")
+        return cls(
+            vocab_size=hf_config.vocab_size, context_length=hf_config.max_position_embeddings,
+            n_layer=hf_config.num_hidden_layers, n_head=nh, d_model=d,
+            d_ff=hf_config.intermediate_size, bias=bool(hf_config.attention_bias),
+            layer_norm_eps=hf_config.rms_norm_eps, init_std=hf_config.initializer_range,
+            norm="rmsnorm", mlp="swiglu", position="rope", rope_theta=theta,
+            tie_embeddings=bool(hf_config.tie_word_embeddings),
         )
 
     @classmethod
@@ -150,8 +264,84 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight`` over the last dimension: LayerNorm without the mean and
+    the bias {Zhang & Sennrich 2019}. Computed in float32, as Llama does."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()  # (B, T, C)
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def _norm(config: GPTConfig) -> nn.Module:
+    """The block's norm: GPT-2's LayerNorm or RMSNorm."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed position vectors {Vaswani et al. 2017}: features ``2i`` and ``2i + 1`` of
+    position ``p`` are ``sin(p w_i)`` and ``cos(p w_i)``, ``w_i = 10000^(-2i/C)``.
+    No parameters; called like ``nn.Embedding`` on positions ``(T,) -> (T, C)``."""
+
+    def __init__(self, context_length: int, d_model: int) -> None:
+        super().__init__()
+        w = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float) / d_model)  # (C/2,)
+        angle = torch.arange(context_length, dtype=torch.float)[:, None] * w  # (T_max, C/2)
+        table = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1)  # (T_max, C)
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        return self.table[pos]  # (T, C)
+
+
+class RotaryEmbedding(nn.Module):
+    """The cosines and sines with which RoPE rotates queries and keys {Su et al. 2021}.
+
+    Pair ``(i, i + hs/2)`` of a head's features at position ``p`` turns by the angle
+    ``p theta^(-2i/hs)``: fast for the first pairs, slow for the last. Tables for
+    every position up to ``context_length``; no parameters.
+    """
+
+    def __init__(self, head_dim: int, context_length: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float)
+                                    / head_dim))  # (hs/2,)
+        angle = torch.arange(context_length, dtype=torch.float)[:, None] * inv_freq
+        angle = torch.cat([angle, angle], dim=-1)  # (T_max, hs): pair i and i + hs/2 alike
+        self.register_buffer("cos", angle.cos(), persistent=False)
+        self.register_buffer("sin", angle.sin(), persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[pos], self.sin[pos]  # 2 x (T, hs)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """``(x1, x2) -> (-x2, x1)`` on the two halves of the last dimension: each pair
+    ``(i, i + hs/2)`` turned by 90 degrees."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys ``x`` ``(B, nh, T, hs)`` by their positions' angles
+    (``cos``, ``sin`` ``(T, hs)`` from :class:`RotaryEmbedding`). A query at ``m`` and
+    a key at ``n`` rotated so have a dot product that depends on ``m - n`` only."""
+    return x * cos + rotate_half(x) * sin
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention in which position ``t`` sees only positions ``<= t``."""
+    """Multi-head self-attention in which position ``t`` sees only positions ``<= t``.
+
+    With ``rope`` (the ``(cos, sin)`` of the input's positions) the queries and keys
+    are rotated before they are compared, and stored in the cache rotated."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -161,13 +351,15 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         # (B, T, C) -> (B, nh, T, hs): each head attends independently
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in (q, k, v))
+        if rope is not None:  # positions enter here, as rotations of q and k
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         causal, mask = True, None
         if cache is not None:  # attend over the stored positions too: k, v (B, nh, past + T, hs)
             past = cache.length
@@ -199,37 +391,63 @@ class MLP(nn.Module):
         return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
 
 
+class SwiGLU(nn.Module):
+    """Gated feed-forward layer {Shazeer 2020}: ``proj(silu(gate(x)) * fc(x))``, with
+    ``silu(z) = z sigmoid(z)``; three ``C x d_ff`` matrices instead of two."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.fc = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.proj = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, T, C) -> 2 x (B, T, d_ff), multiplied feature by feature -> (B, T, C)
+        return self.dropout(self.proj(F.silu(self.gate(x)) * self.fc(x)))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_1 = _norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = _norm(config)
+        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C): tokens exchange information
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, rope)  # (B, T, C): tokens exchange information
         return x + self.mlp(self.ln_2(x))  # (B, T, C): each token is processed alone
 
 
 class GPT(nn.Module):
-    """Token + position embeddings, ``n_layer`` blocks, a final LayerNorm, tied output layer."""
+    """Token + position embeddings, ``n_layer`` blocks, a final norm, tied output layer.
+
+    With ``position="rope"`` there is no position embedding (``rope`` rotates queries
+    and keys instead); with ``tie_embeddings=False`` the output layer is its own matrix.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig; got {type(config).__name__}")
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embedding
-        self.wpe = nn.Embedding(config.context_length, config.d_model)  # position embedding
-        self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # tied: one (V, C) matrix reads and writes tokens
+        self.config = c = config
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)  # token embedding
+        if c.position == "learned":
+            self.wpe = nn.Embedding(c.context_length, c.d_model)  # position embedding
+        elif c.position == "sinusoidal":
+            self.wpe = SinusoidalPositions(c.context_length, c.d_model)  # fixed, no parameters
+        else:
+            self.rope = RotaryEmbedding(c.head_dim, c.context_length, c.rope_theta)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.ln_f = _norm(c)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        if c.tie_embeddings:  # tied: one (V, C) matrix reads and writes tokens
+            self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -314,9 +532,14 @@ class GPT(nn.Module):
                              + f"; crop the input (for example "
                              f"idx[:, -{self.config.context_length - past}:])")
         pos = torch.arange(past, past + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C) -> (B, T, C)
+        x, rope = self.wte(idx), None  # (B, T, C)
+        if self.config.position == "rope":
+            rope = self.rope(pos)  # cos, sin (T, hs), used in every attention layer
+        else:
+            x = x + self.wpe(pos)  # (B, T, C) + (T, C) -> (B, T, C)
+        x = self.drop(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, rope)
         if cache is not None:
             cache.commit()
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
@@ -356,9 +579,12 @@ class GPT(nn.Module):
 
         ``use_cache=True`` keeps keys and values in a :class:`KVCache`, so each step
         runs the model on one new token instead of the whole window; the tokens are
-        the same. Once the window is full, learned absolute positions force the
-        cache to be refilled from the shifted window at every step (as costly as no
-        cache): the gain is in sequences up to ``context_length``.
+        the same. Once the window is full, absolute positions (learned or
+        sinusoidal) force the cache to be refilled from the shifted window at every
+        step (as costly as no cache): the gain is in sequences up to
+        ``context_length``. RoPE's keys would stay valid (attention sees only the
+        difference of positions), but the cache is refilled alike, so that cached and
+        uncached generation compute the same thing for every ``position``.
         """
         max_new_tokens = _require_int("max_new_tokens", max_new_tokens, 0)
         temperature = require_number("temperature", temperature, 0)
@@ -390,6 +616,13 @@ class GPT(nn.Module):
         self.train(was_training)
         return idx
 
+    def _load_copied(self, state: dict[str, torch.Tensor], device: torch.device) -> GPT:
+        """Load the copied weights ``state`` (names of this model) and move to ``device``."""
+        if self.config.tie_embeddings:
+            state["lm_head.weight"] = state["wte.weight"]
+        self.load_state_dict(state)
+        return self.to(device)
+
     @classmethod
     def from_hf(cls, hf_model) -> GPT:
         """A GPT with the config and weights of a ``transformers`` ``GPT2LMHeadModel``.
@@ -414,6 +647,38 @@ class GPT(nn.Module):
         for ours, theirs in renames.items():
             tensor = source[prefix + theirs]
             state[ours] = tensor.t() if ours.endswith(transposed) else tensor
-        state["lm_head.weight"] = state["wte.weight"]
-        model.load_state_dict(state)
-        return model.to(next(hf_model.parameters()).device)
+        return model._load_copied(state, next(hf_model.parameters()).device)
+
+    @classmethod
+    def from_hf_llama(cls, hf_model) -> GPT:
+        """A GPT with the config and weights of a ``transformers`` ``LlamaForCausalLM``.
+
+        The model is the modern block (:meth:`GPTConfig.from_hf_llama`). Llama keeps
+        the query, key and value matrices apart (``(out, in)`` each, like
+        ``nn.Linear``); they are stacked into ``attn.qkv``. Its MLP's ``gate_proj``,
+        ``up_proj`` and ``down_proj`` are :class:`SwiGLU`'s ``gate``, ``fc`` and
+        ``proj``. Both use the same RoPE pairing (:func:`rotate_half`), so no
+        feature is permuted.
+        """
+        if type(getattr(hf_model, "config", None)).__name__ != "LlamaConfig":
+            raise TypeError(f"hf_model must be a transformers LlamaForCausalLM; got "
+                            f"{type(hf_model).__name__}")
+        config = GPTConfig.from_hf_llama(hf_model.config)
+        model = cls(config)
+        source = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
+        kinds = ("weight", "bias") if config.bias else ("weight",)
+        state = {"wte.weight": source["embed_tokens.weight"],
+                 "ln_f.weight": source["norm.weight"]}
+        if not config.tie_embeddings:
+            state["lm_head.weight"] = source["lm_head.weight"]
+        for i in range(config.n_layer):
+            ours, theirs = f"blocks.{i}.", f"layers.{i}."
+            state[ours + "ln_1.weight"] = source[theirs + "input_layernorm.weight"]
+            state[ours + "ln_2.weight"] = source[theirs + "post_attention_layernorm.weight"]
+            for kind in kinds:
+                state[ours + f"attn.qkv.{kind}"] = torch.cat(
+                    [source[theirs + f"self_attn.{m}_proj.{kind}"] for m in "qkv"])
+                for mine, hf in (("attn.proj", "self_attn.o_proj"), ("mlp.gate", "mlp.gate_proj"),
+                                 ("mlp.fc", "mlp.up_proj"), ("mlp.proj", "mlp.down_proj")):
+                    state[ours + f"{mine}.{kind}"] = source[theirs + f"{hf}.{kind}"]
+        return model._load_copied(state, next(hf_model.parameters()).device)

@@ -12,6 +12,8 @@ from transformers import (
     BertModel,
     GPT2Config,
     GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
 )
 
 from course_lib.models import GPT, GPTConfig, flops
@@ -55,9 +57,55 @@ def test_other_gpt2_configs(config):
     GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32),
     GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32, bias=False),
     GPTConfig(vocab_size=100, context_length=32, n_layer=1, n_head=2, d_model=32, d_ff=50),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32,
+              norm="rmsnorm"),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32,
+              mlp="swiglu", bias=False),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32,
+              position="sinusoidal", tie_embeddings=False),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32,
+              norm="rmsnorm", mlp="swiglu", position="rope", d_ff=50),
+    GPTConfig(vocab_size=100, context_length=32, n_layer=2, n_head=2, d_model=32,
+              norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
+              tie_embeddings=False),
 ])
 def test_course_gpt_counts(config):
-    assert flops.param_counts(config).total == sum(p.numel() for p in GPT(config).parameters())
+    model = GPT(config)
+    counts = flops.param_counts(config)
+    assert counts.total == sum(p.numel() for p in model.parameters())
+    assert counts.embedding == sum(p.numel() for m in model.modules()
+                                   if isinstance(m, torch.nn.Embedding) for p in m.parameters())
+
+
+def test_modern_block_counts_by_hand():
+    """SwiGLU: three d x d_ff matrices; RMSNorm: a gain only; RoPE: no position table."""
+    d, f, L, V = 64, 160, 3, 500
+    config = GPTConfig(vocab_size=V, context_length=128, n_layer=L, n_head=4, d_model=d,
+                       d_ff=f, norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
+                       tie_embeddings=False)
+    counts = flops.param_counts(config)
+    assert counts.embedding == V * d  # no position parameters
+    assert counts.non_embedding == L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
+    assert flops.forward_flops_breakdown(config).feedforward == 2 * L * 3 * d * f
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"num_key_value_heads": 2}, {"num_key_value_heads": 1, "head_dim": 32},
+    {"attention_bias": True, "tie_word_embeddings": True}, {"mlp_bias": True},
+])
+def test_llama_configs_match_num_parameters(changes):
+    """Grouped-query attention too: keys and values of n_kv_head heads."""
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=150,
+                         num_hidden_layers=2, num_attention_heads=8, **changes)
+    model = on_meta(LlamaForCausalLM, config)
+    counts = flops.param_counts(config)
+    assert counts.total == model.num_parameters()
+    assert counts.non_embedding == model.num_parameters(exclude_embeddings=True)
+
+
+def test_llama_2_7b_is_6_74b():
+    """LlamaConfig's defaults are Llama-2-7B's shape (Touvron et al. 2023)."""
+    assert flops.param_counts(LlamaConfig()).total == 6_738_415_616
 
 
 BERT = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -82,7 +130,8 @@ def test_bert_base_is_110m():
 
 
 def test_unknown_config_and_head_are_refused():
-    with pytest.raises(TypeError, match="GPTConfig, GPT2Config or BertConfig; got dict"):
+    with pytest.raises(TypeError, match="GPTConfig, GPT2Config, LlamaConfig or BertConfig; "
+                                        "got dict"):
         flops.param_counts({})
     with pytest.raises(ValueError, match="head must be"):
         flops.param_counts(BERT, head="nsp")
@@ -110,6 +159,43 @@ def test_flop_count_matches_pytorch_flop_counter():
         model(x, torch.roll(x, -1, 1))[1].backward()
     b = flops.forward_flops_breakdown(CONFIG)
     assert counter.get_total_flops() == 3 * x.numel() * (b.total + b.attention_scores)
+
+
+def test_attention_term_is_the_causal_average_over_positions():
+    """Position t of n attends to t positions: 4 t d FLOPs per layer; the mean over
+    t = 1..n is 2 (n + 1) d, Kaplan's 2 n d up to the + 1."""
+    n, d, L = 64, 64, 2
+    causal_mean = sum(4 * t * d for t in range(1, n + 1)) / n
+    assert causal_mean == 2 * (n + 1) * d
+    b = flops.forward_flops_breakdown(CONFIG)
+    assert b.attention_scores == L * 2 * n * d == pytest.approx(L * causal_mean, rel=1 / n)
+
+
+MODERN = GPTConfig(vocab_size=300, context_length=64, n_layer=2, n_head=4, d_model=64,
+                   d_ff=176, norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
+                   tie_embeddings=False)
+
+
+def test_modern_flop_count_matches_pytorch_flop_counter():
+    """Three SwiGLU matrices, an untied head; norms, SiLU and RoPE are not matrix products."""
+    model = GPT(MODERN)
+    x = torch.randint(300, (2, 64))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(x, torch.roll(x, -1, 1))[1].backward()
+    b = flops.forward_flops_breakdown(MODERN)
+    assert counter.get_total_flops() == 3 * x.numel() * (b.total + b.attention_scores)
+
+
+def test_grouped_query_llama_forward_matches_pytorch_flop_counter():
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=150,
+                         num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+                         max_position_embeddings=32, attn_implementation="eager")
+    model = LlamaForCausalLM(config).eval()
+    x = torch.randint(300, (2, 32))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(input_ids=x)
+    b = flops.forward_flops_breakdown(config)
+    assert counter.get_total_flops() == x.numel() * (b.total + b.attention_scores)
 
 
 def test_training_flops_is_six_n_d():
