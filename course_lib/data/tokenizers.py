@@ -11,7 +11,11 @@ Both classes share one small interface, which ``course_lib.data.tokens`` relies 
 Byte-level BPE (Sennrich et al., 2016; Radford et al., 2019) starts from the 256 byte
 values, so it can encode any string, and learns merges of frequent adjacent pairs until
 the vocabulary reaches ``vocab_size``. :meth:`BPETokenizer.to_transformers` wraps it as
-a ``transformers`` fast tokenizer for the model chapters.
+a ``transformers`` fast tokenizer for the model chapters. A BPE tokenizer is nothing but
+its vocabulary and its ordered merges: :meth:`BPETokenizer.save_vocab_and_merges` writes
+them as GPT-2 does (``vocab.json``, ``merges.txt``) and
+:meth:`BPETokenizer.from_vocab_and_merges` builds a tokenizer from such files — GPT-2's
+own, for example — without training.
 
 :func:`train_wordpiece` learns a WordPiece vocabulary (Wu et al., 2016) the way BERT's
 tokenizer is built — lower-cased, split on spaces and punctuation, ``##`` marking a piece
@@ -255,6 +259,69 @@ class BPETokenizer:
             return cls(hf_tokenizers.Tokenizer.from_file(str(path)))
         except Exception as err:  # noqa: BLE001 — the library's message is terse
             raise ValueError(f"{path} is not a tokenizers.Tokenizer file: {err}") from None
+
+    def save_vocab_and_merges(self, folder: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``vocab.json`` (token -> id) and ``merges.txt`` (one merge per line, in the
+        order learned, after a ``#version`` line) into ``folder``: GPT-2's file format,
+        which ``transformers.GPT2Tokenizer`` reads. Returns the two paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        vocab = self.backend.get_vocab(with_added_tokens=True)
+        vocab_path = atomic_write_text(folder / "vocab.json", json.dumps(
+            dict(sorted(vocab.items(), key=lambda item: item[1])), ensure_ascii=False))
+        lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in self.merges]
+        merges_path = atomic_write_text(folder / "merges.txt", "\n".join(lines) + "\n")
+        return vocab_path, merges_path
+
+    @classmethod
+    def from_vocab_and_merges(cls, vocab_path: str | os.PathLike,
+                              merges_path: str | os.PathLike, *,
+                              special_tokens: Sequence[str] = (EOS_TOKEN,)) -> BPETokenizer:
+        """A byte-level BPE tokenizer from GPT-2-style files, without training.
+
+        ``vocab_path``: JSON ``{token: id}`` with ids ``0 .. n-1``, each once, holding the
+        256 byte tokens; ``merges_path``: lines ``"left right"`` in merge order (a first
+        line starting with ``#version`` is skipped), each part and their concatenation in
+        the vocabulary. ``special_tokens`` found in the vocabulary are never split. Raises
+        ``FileNotFoundError`` / ``ValueError`` naming the file and the first bad entry.
+        """
+        vocab = _read_json(vocab_path, "vocab.json of a BPE")
+        if not isinstance(vocab, dict) or not vocab:
+            raise ValueError(f"{vocab_path} must hold a non-empty JSON object "
+                             f"{{token: id}}; got {type(vocab).__name__}")
+        for token, i in vocab.items():
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(vocab):
+                raise ValueError(f"{vocab_path}: token {token!r} has id {i!r}; expected ids "
+                                 f"0 .. {len(vocab) - 1}, each used once")
+        if len(set(vocab.values())) != len(vocab):
+            raise ValueError(f"{vocab_path}: some ids are used twice; expected ids "
+                             f"0 .. {len(vocab) - 1}, each used once")
+        missing = [b for b in pre_tokenizers.ByteLevel.alphabet() if b not in vocab]
+        if missing:
+            raise ValueError(f"{vocab_path} lacks {len(missing)} of the 256 byte tokens "
+                             f"(e.g. {sorted(missing)[:3]!r}); a byte-level BPE needs them all")
+        merges_path = Path(merges_path)
+        if not merges_path.is_file():
+            raise FileNotFoundError(f"path {str(merges_path)!r} does not exist; expected a "
+                                    f"merges.txt file")
+        lines = merges_path.read_text(encoding="utf-8").splitlines()
+        merges = []
+        for number, line in enumerate(lines, start=1):
+            if not line or (number == 1 and line.startswith("#version")):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2 or not all(parts) or not all(p in vocab for p in parts) \
+                    or parts[0] + parts[1] not in vocab:
+                raise ValueError(f"{merges_path} line {number}: {line!r}; expected two "
+                                 f"tokens of the vocabulary, separated by one space, whose "
+                                 f"concatenation is in the vocabulary too")
+            merges.append((parts[0], parts[1]))
+        special = [t for t in _check_special_tokens(special_tokens) if t in vocab]
+        backend = hf_tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges))
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        backend.add_special_tokens(special)
+        return cls(backend)
 
     def to_transformers(self):
         """This tokenizer as a ``transformers.PreTrainedTokenizerFast`` (same ids)."""

@@ -127,3 +127,73 @@ def test_wordpiece_is_a_bert_tokenizer_that_round_trips(tmp_path):
         tokenizers.train_wordpiece(texts, 8)
     with pytest.raises(ValueError, match="texts must be a non-empty string"):
         tokenizers.train_wordpiece([], 60)
+
+
+# --- BPE from a given vocabulary and merges (GPT-2's file format) ---------------------
+
+_BPE_TEXT = ("the quick brown fox jumps over the lazy dog. " * 20
+             + "To be, or not to be: that is the question.\n" * 10)
+_BPE_SAMPLES = ["the lazy fox", "To be or not", "question: the dog!", "unseen wörds ünïcode"]
+
+
+def _trained_bpe():
+    from course_lib.data.tokenizers import train_bpe
+
+    return train_bpe(_BPE_TEXT, vocab_size=300)
+
+
+def test_bpe_from_its_own_vocab_and_merges_gives_the_same_ids(tmp_path):
+    from course_lib.data.tokenizers import BPETokenizer
+
+    tok = _trained_bpe()
+    vocab_path, merges_path = tok.save_vocab_and_merges(tmp_path)
+    rebuilt = BPETokenizer.from_vocab_and_merges(vocab_path, merges_path)
+    assert rebuilt.vocab_size == tok.vocab_size and rebuilt.merges == tok.merges
+    for text in _BPE_SAMPLES + ["<|endoftext|>the end"]:
+        assert rebuilt.encode(text) == tok.encode(text)
+        assert rebuilt.decode(rebuilt.encode(text)) == text
+
+
+def test_bpe_files_read_by_transformers_gpt2_tokenizer_give_the_same_ids(tmp_path):
+    """The files are GPT-2's format: transformers' (pure-Python) GPT2Tokenizer reads them
+    and splits text exactly as the course's tokenizer does."""
+    from transformers import GPT2Tokenizer
+
+    tok = _trained_bpe()
+    vocab_path, merges_path = tok.save_vocab_and_merges(tmp_path)
+    reference = GPT2Tokenizer(vocab_file=str(vocab_path), merges_file=str(merges_path))
+    for text in _BPE_SAMPLES:
+        assert tok.encode(text) == reference.encode(text)
+
+
+@pytest.mark.parametrize("vocab, merges, words", [
+    (["not", "a", "dict"], "", ["must hold a non-empty JSON object"]),
+    ({"a": 0, "b": 0}, "", ["ids are used twice"]),
+    ({"a": 5}, "", ["token 'a' has id 5", "0 .. 0"]),
+    ({"a": 0, "b": 1}, "", ["lacks 254 of the 256 byte tokens"]),
+    ("BYTES", "#version: 0.2\nq zz\n", ["line 2", "'q zz'", "two tokens of the vocabulary"]),
+    ("BYTES", "a b c\n", ["line 1", "'a b c'"]),
+])
+def test_bpe_from_bad_files_names_the_file_and_the_entry(tmp_path, vocab, merges, words):
+    from tokenizers import pre_tokenizers
+
+    from course_lib.data.tokenizers import BPETokenizer
+
+    if vocab == "BYTES":
+        vocab = {b: i for i, b in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text(merges)
+    with pytest.raises(ValueError) as err:
+        BPETokenizer.from_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_bpe_from_missing_files_is_a_clear_error(tmp_path):
+    from course_lib.data.tokenizers import BPETokenizer
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BPETokenizer.from_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    _trained_bpe().save_vocab_and_merges(tmp_path)
+    with pytest.raises(FileNotFoundError, match="merges.txt"):
+        BPETokenizer.from_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "nope.txt")
