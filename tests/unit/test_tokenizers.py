@@ -155,13 +155,14 @@ def test_bpe_from_its_own_vocab_and_merges_gives_the_same_ids(tmp_path):
 
 
 def test_bpe_files_read_by_transformers_gpt2_tokenizer_give_the_same_ids(tmp_path):
-    """The files are GPT-2's format: transformers' (pure-Python) GPT2Tokenizer reads them
-    and splits text exactly as the course's tokenizer does."""
+    """The files are GPT-2's format: transformers' GPT2Tokenizer, loaded from the folder
+    as it loads GPT-2's own files, splits text exactly as the course's tokenizer does."""
     from transformers import GPT2Tokenizer
 
     tok = _trained_bpe()
     vocab_path, merges_path = tok.save_vocab_and_merges(tmp_path)
-    reference = GPT2Tokenizer(vocab_file=str(vocab_path), merges_file=str(merges_path))
+    assert vocab_path.parent == merges_path.parent == tmp_path
+    reference = GPT2Tokenizer.from_pretrained(tmp_path)  # reads the two files
     for text in _BPE_SAMPLES:
         assert tok.encode(text) == reference.encode(text)
 
