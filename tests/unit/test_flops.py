@@ -151,13 +151,21 @@ def test_flops_follow_kaplan_table_1():
     assert flops.forward_flops_breakdown(CONFIG, 16).attention_scores == 2 * L * 16 * d
 
 
-def test_flop_count_matches_pytorch_flop_counter():
-    """A dense (math) attention computes Q K^T and A V in full: twice Kaplan's masked count."""
-    model = GPT(CONFIG)
+MODERN = GPTConfig(vocab_size=300, context_length=64, n_layer=2, n_head=4, d_model=64,
+                   d_ff=176, norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
+                   tie_embeddings=False)
+
+
+@pytest.mark.parametrize("config", [CONFIG, MODERN], ids=["gpt2", "modern"])
+def test_flop_count_matches_pytorch_flop_counter(config):
+    """A dense (math) attention computes Q K^T and A V in full: twice Kaplan's masked count.
+    The modern block: three SwiGLU matrices and an untied head; norms, SiLU and RoPE are
+    not matrix products."""
+    model = GPT(config)
     x = torch.randint(300, (2, 64))
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(x, torch.roll(x, -1, 1))[1].backward()
-    b = flops.forward_flops_breakdown(CONFIG)
+    b = flops.forward_flops_breakdown(config)
     assert counter.get_total_flops() == 3 * x.numel() * (b.total + b.attention_scores)
 
 
@@ -171,19 +179,6 @@ def test_attention_term_is_the_causal_average_over_positions():
     assert b.attention_scores == L * 2 * n * d == pytest.approx(L * causal_mean, rel=1 / n)
 
 
-MODERN = GPTConfig(vocab_size=300, context_length=64, n_layer=2, n_head=4, d_model=64,
-                   d_ff=176, norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
-                   tie_embeddings=False)
-
-
-def test_modern_flop_count_matches_pytorch_flop_counter():
-    """Three SwiGLU matrices, an untied head; norms, SiLU and RoPE are not matrix products."""
-    model = GPT(MODERN)
-    x = torch.randint(300, (2, 64))
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(x, torch.roll(x, -1, 1))[1].backward()
-    b = flops.forward_flops_breakdown(MODERN)
-    assert counter.get_total_flops() == 3 * x.numel() * (b.total + b.attention_scores)
 
 
 def test_grouped_query_llama_forward_matches_pytorch_flop_counter():
