@@ -43,8 +43,8 @@ from course_lib.training.loop import TrainConfig, train
 from course_lib.training.masked import mask_tokens
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "EncodedExamples", "encode_examples",
-           "length_grouped_batches", "pad_batch", "predict_logits", "classification_metrics",
-           "evaluate", "finetune"]
+           "length_grouped_batches", "pad_batch", "predict_logits", "mean_pooled_features",
+           "classification_metrics", "evaluate", "finetune"]
 
 Example = tuple[str, int]
 
@@ -213,6 +213,40 @@ def predict_logits(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_s
         batch = pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         out[chunk] = logits.float().cpu()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def mean_pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], *,
+                         batch_size: int = 128, max_length: int = 64,
+                         device=None) -> torch.Tensor:
+    """Frozen sentence features ``(len(texts), d)`` (float32, on the CPU): the mean of the
+    encoder's last hidden states over each text's real tokens (padding masked out).
+
+    ``model`` is a ``transformers`` encoder or a model built on one (``model.base_model``
+    gives the hidden states: a sequence classifier or a masked LM). Texts are batched in
+    order of length and returned in input order; the model is run in eval mode and left
+    in the mode it was in. These are the features of a *linear probe*.
+    """
+    if len(texts) == 0:
+        raise ValueError("texts is empty; expected at least one text")
+    device = next(model.parameters()).device if device is None else get_device(device)
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    was_training = model.training
+    model.eval()
+    out = None
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in
+                 pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id).items()}
+        hidden = model.base_model(**batch).last_hidden_state  # (B, T, d)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled = ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # (B, d)
+        if out is None:
+            out = torch.empty(len(ids), pooled.shape[1])
+        out[chunk] = pooled
     model.train(was_training)
     return out
 

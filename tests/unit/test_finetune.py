@@ -206,3 +206,20 @@ def test_a_minimum_longer_than_the_run_is_refused():
     with pytest.raises(ValueError, match=r"min_steps=100 exceeds the run's 6 steps"):
         finetune(tiny_classifier(), word_tokenizer(), toy_task(48), toy_task(12, seed=1),
                  FinetuneConfig(epochs=2, min_steps=100, **FAST), device="cpu")
+
+
+def test_mean_pooled_features_are_the_mean_over_each_texts_own_tokens():
+    """Batched, padded and reordered by length, each row equals the text encoded alone."""
+    model, tok = tiny_classifier(), word_tokenizer()
+    model.train()
+    texts = [t for t, _ in toy_task(7)] + ["a"]
+    feats = ft.mean_pooled_features(model, tok, texts, batch_size=3, max_length=16)
+    assert feats.shape == (8, model.config.hidden_size) and model.training
+    model.eval()
+    with torch.no_grad():
+        for text, row in zip(texts, feats):
+            ids = torch.tensor([tok(text, truncation=True, max_length=16)["input_ids"]])
+            alone = model.base_model(input_ids=ids).last_hidden_state.mean(1)[0]
+            torch.testing.assert_close(row, alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="texts is empty"):
+        ft.mean_pooled_features(model, tok, [])
