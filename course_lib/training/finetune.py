@@ -193,13 +193,10 @@ def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tens
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 128,
-                   max_length: int = 64, device=None) -> torch.Tensor:
-    """Class logits ``(len(texts), num_labels)`` (float32, on the CPU), in eval mode.
-
-    Texts are batched in order of length (little padding) and returned in input order.
-    """
+def _by_length(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int,
+               max_length: int, device, encode) -> torch.Tensor:
+    """``encode(batch) -> (B, k)`` over ``texts`` in batches of similar length (little
+    padding), in eval mode without gradients; rows back in input order, float32, CPU."""
     if len(texts) == 0:
         raise ValueError("texts is empty; expected at least one text")
     device = next(model.parameters()).device if device is None else get_device(device)
@@ -207,17 +204,28 @@ def predict_logits(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_s
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     was_training = model.training
     model.eval()
-    out = torch.empty(len(ids), model.config.num_labels)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        out[chunk] = logits.float().cpu()
+    rows: list[torch.Tensor] = []
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = pad_batch([ids[i] for i in order[start:start + batch_size]],
+                              tokenizer.pad_token_id)
+            rows.append(encode({k: v.to(device) for k, v in batch.items()}).float().cpu())
     model.train(was_training)
+    out = torch.empty(len(ids), rows[0].shape[1])
+    out[order] = torch.cat(rows)
     return out
 
 
-@torch.no_grad()
+def predict_logits(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 128,
+                   max_length: int = 64, device=None) -> torch.Tensor:
+    """Class logits ``(len(texts), num_labels)`` (float32, on the CPU), in eval mode.
+
+    Texts are batched in order of length (little padding) and returned in input order.
+    """
+    return _by_length(model, tokenizer, texts, batch_size, max_length, device,
+                      lambda batch: model(**batch).logits)
+
+
 def mean_pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], *,
                          batch_size: int = 128, max_length: int = 64,
                          device=None) -> torch.Tensor:
@@ -229,26 +237,12 @@ def mean_pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], *,
     order of length and returned in input order; the model is run in eval mode and left
     in the mode it was in. These are the features of a *linear probe*.
     """
-    if len(texts) == 0:
-        raise ValueError("texts is empty; expected at least one text")
-    device = next(model.parameters()).device if device is None else get_device(device)
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    was_training = model.training
-    model.eval()
-    out = None
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in
-                 pad_batch([ids[i] for i in chunk], tokenizer.pad_token_id).items()}
+    def pooled(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = model.base_model(**batch).last_hidden_state  # (B, T, d)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        pooled = ((hidden * mask).sum(1) / mask.sum(1)).float().cpu()  # (B, d)
-        if out is None:
-            out = torch.empty(len(ids), pooled.shape[1])
-        out[chunk] = pooled
-    model.train(was_training)
-    return out
+        return (hidden * mask).sum(1) / mask.sum(1)  # (B, d)
+
+    return _by_length(model, tokenizer, texts, batch_size, max_length, device, pooled)
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
