@@ -89,15 +89,28 @@ def activation_bytes(config, batch_size: int, seq_len: int | None = None,
     GELU (``2 d_ff``), two mean/inverse-std pairs (4 values) and one log-sum-exp
     per head. Then the final LayerNorm's input and output (``2 d`` + 2) and the
     log-probabilities (``V``); the int64 inputs and targets add 16 bytes per token,
-    the int64 positions ``8 T`` bytes and the loss's normaliser one value.
+    the learned positions' int64 indices ``8 T`` bytes and the loss's normaliser one
+    value. The modern block's options change the count: an RMSNorm saves its
+    normalised input and one inverse RMS (``d + 1`` per norm, for LayerNorm's 2); a
+    SwiGLU saves the gate, its SiLU, the up projection and their product (``4 d_ff``);
+    RoPE saves the rotated queries and keys (``2 d`` per layer) and the cosine and
+    sine rows of the ``T`` positions (``2 T h_s`` values, once); fixed positions
+    (sinusoidal, RoPE) save no indices. Checked against
+    :func:`saved_activation_bytes` for every combination in ``tests/unit/test_memory.py``.
     """
     batch_size = _positive_int("batch_size", batch_size)
     T = config.context_length if seq_len is None else _positive_int("seq_len", seq_len)
     bytes_per_value = _positive_int("bytes_per_value", bytes_per_value)
     d, L = config.d_model, config.n_layer
-    per_layer = 8 * d + 2 * config.d_ff + 4 + config.n_head
-    per_token = L * per_layer + 2 * d + 2 + config.vocab_size
-    return batch_size * T * (per_token * bytes_per_value + 16) + 8 * T + bytes_per_value
+    rms, rope = config.norm == "rmsnorm", config.position == "rope"
+    norm = d + 1 if rms else 2  # values one norm saves besides its input and output
+    mlp = (4 if config.mlp == "swiglu" else 2) * config.d_ff
+    per_layer = 8 * d + mlp + 2 * norm + config.n_head + (2 * d if rope else 0)
+    per_token = L * per_layer + 2 * d + norm + config.vocab_size
+    once = 2 * T * config.head_dim * bytes_per_value if rope else 0  # cos, sin rows
+    indices = 8 * T if config.position == "learned" else 0
+    return (batch_size * T * (per_token * bytes_per_value + 16) + indices + once
+            + bytes_per_value)
 
 
 def training_memory(config, batch_size: int, seq_len: int | None = None, *,

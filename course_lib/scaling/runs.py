@@ -472,6 +472,10 @@ class RunSpec:
     schedule_tokens: int | None = None
     eval_tokens: tuple[int, ...] = field(default=())
     eval_points: int = 0
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    position: str = "learned"
+    bias: bool = True
 
     def __post_init__(self) -> None:
         def bad(what: str, value: object) -> ValueError:
@@ -518,6 +522,10 @@ class RunSpec:
             raise bad(f"eval_tokens must be integers in [{batch}, tokens={self.tokens}]",
                       list(points))
         object.__setattr__(self, "eval_tokens", tuple(sorted({int(t) for t in points})))
+        try:  # the block's options, checked by the model's own config (any vocabulary)
+            self.model_config(1)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"run {self.name!r}: {err}") from None
         for f in fields(self):  # NumPy integers and floats become plain Python numbers
             value = getattr(self, f.name)
             if isinstance(value, np.integer):
@@ -542,7 +550,8 @@ class RunSpec:
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context_length=self.context_length,
                          n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model,
-                         d_ff=self.d_ff)
+                         d_ff=self.d_ff, norm=self.norm, mlp=self.mlp,
+                         position=self.position, bias=self.bias)
 
     def train_config(self, **overrides) -> TrainConfig:
         halves = [self.steps // 2**j for j in range(1, self.eval_points + 1)]

@@ -32,6 +32,19 @@ def test_activation_formula_equals_saved_tensors(config, batch_size):
     assert measured == memory.activation_bytes(config, batch_size)
 
 
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
+@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("bias, tie", [(True, True), (False, False)])
+def test_activation_formula_covers_the_modern_block(norm, mlp, position, bias, tie):
+    config = GPTConfig(vocab_size=50, context_length=12, n_layer=3, n_head=4, d_model=48,
+                       norm=norm, mlp=mlp, position=position, bias=bias,
+                       tie_embeddings=tie)
+    model, _, x, y, _ = setup(config, 3)
+    measured = memory.saved_activation_bytes(lambda: model(x, y)[1], exclude=model.parameters())
+    assert measured == memory.activation_bytes(config, 3)
+
+
 @pytest.mark.parametrize("config, batch_size", [
     (GPTConfig(vocab_size=1000, context_length=64, n_layer=2, n_head=4, d_model=64), 4),
     (GPTConfig(vocab_size=50, context_length=32, n_layer=4, n_head=4, d_model=128), 1),

@@ -1,6 +1,7 @@
 """Sweeps: grids expand as documented, bad grids are refused by name, runs are recorded
 with what they measured, a killed sweep resumes, and no sweep loses, repeats or overspends."""
 
+import dataclasses
 import json
 import math
 import os
@@ -448,3 +449,19 @@ def test_numpy_numbers_are_accepted_where_python_numbers_are():
     assert type(spec.d_model) is int and type(spec.lr) is float
     config = spec.model_config(np.int64(16))
     assert type(config.vocab_size) is int and config.d_model == 8
+
+
+def test_a_run_can_use_the_modern_block_and_keeps_older_run_ids():
+    gpt2 = sweep.RunSpec("a", 1, 8, 2, tokens=4096, lr=0.01, batch_size=4, context_length=8)
+    llama = sweep.RunSpec("a", 1, 8, 2, tokens=4096, lr=0.01, batch_size=4, context_length=8,
+                          norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
+    config = llama.model_config(16)
+    assert (config.norm, config.mlp, config.position, config.bias) == (
+        "rmsnorm", "swiglu", "rope", False)
+    assert gpt2.model_config(16) == sweep.RunSpec(**(
+        dataclasses.asdict(gpt2) | {"norm": "layernorm", "bias": True})).model_config(16)
+    data = sweep.KeyValueData(n_keys=100)
+    # defaults are not hashed: adding the block's options left every older id unchanged
+    assert sweep.run_id(gpt2, data) == sweep.run_id(
+        sweep.RunSpec(**dataclasses.asdict(gpt2)), data)
+    assert sweep.run_id(llama, data) != sweep.run_id(gpt2, data)
