@@ -20,7 +20,8 @@ the same module for module and number for number:
 * ``mlp="swiglu"`` — :class:`SwiGLU` {Shazeer 2020}: a SiLU-gated MLP, three matrices;
 * ``position="rope"`` — rotary position embeddings {Su et al. 2021} rotate queries
   and keys instead of adding a learned vector to the input (``"sinusoidal"`` adds
-  the fixed sines and cosines of {Vaswani et al. 2017});
+  the fixed sines and cosines of {Vaswani et al. 2017}, scaled to the size of the
+  token embeddings at initialisation);
 * ``bias=False`` and ``tie_embeddings=False`` — no biases, a separate output layer.
 
 With all of them, :meth:`GPT.from_hf_llama` copies a ``transformers``
@@ -288,15 +289,23 @@ def _norm(config: GPTConfig) -> nn.Module:
 
 class SinusoidalPositions(nn.Module):
     """Fixed position vectors {Vaswani et al. 2017}: features ``2i`` and ``2i + 1`` of
-    position ``p`` are ``sin(p w_i)`` and ``cos(p w_i)``, ``w_i = 10000^(-2i/C)``.
-    No parameters; called like ``nn.Embedding`` on positions ``(T,) -> (T, C)``."""
+    position ``p`` are ``scale sin(p w_i)`` and ``scale cos(p w_i)``, ``w_i = 10000^(-2i/C)``.
+    No parameters; called like ``nn.Embedding`` on positions ``(T,) -> (T, C)``.
 
-    def __init__(self, context_length: int, d_model: int) -> None:
+    :class:`GPT` passes ``scale = sqrt(2) init_std``, which gives each feature the root
+    mean square of a freshly initialised token embedding: Vaswani et al. multiply their
+    (unit-variance) token embeddings by ``sqrt(C)`` instead, for the same balance. Unscaled
+    sines, of root mean square ``1 / sqrt(2)``, would outweigh GPT-2's ``N(0, 0.02^2)``
+    token embeddings some 35 times, and the model would have to learn its tokens
+    through the positions.
+    """
+
+    def __init__(self, context_length: int, d_model: int, scale: float = 1.0) -> None:
         super().__init__()
         w = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float) / d_model)  # (C/2,)
         angle = torch.arange(context_length, dtype=torch.float)[:, None] * w  # (T_max, C/2)
         table = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1)  # (T_max, C)
-        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("table", scale * table, persistent=False)
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         return self.table[pos]  # (T, C)
@@ -439,7 +448,8 @@ class GPT(nn.Module):
         if c.position == "learned":
             self.wpe = nn.Embedding(c.context_length, c.d_model)  # position embedding
         elif c.position == "sinusoidal":
-            self.wpe = SinusoidalPositions(c.context_length, c.d_model)  # fixed, no parameters
+            self.wpe = SinusoidalPositions(  # fixed, no parameters, as large as wte at init
+                c.context_length, c.d_model, math.sqrt(2) * c.init_std)
         else:
             self.rope = RotaryEmbedding(c.head_dim, c.context_length, c.rope_theta)
         self.drop = nn.Dropout(c.dropout)

@@ -4,6 +4,8 @@
   validation parts (the last 10 % of the text is never trained on);
 * :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11, trained
   with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
+  :data:`LADDER` — four sizes, the two and two more, for chapter 12's measurements
+  as a function of model size (each with the folder it is stored in);
 * :func:`train_or_load` — load-if-present-else-train through the course's store
   (:func:`course_lib.core.store.load_or_build`): a trained model is a folder ``NAME/``
   holding ``model.safetensors`` and ``manifest.json`` (spec, training result, the
@@ -35,12 +37,21 @@ from course_lib.data.tokens import encode_corpus, sequential_batches, train_val_
 from course_lib.models.gpt import GPT, GPTConfig
 from course_lib.training.loop import LossFn, TrainConfig, lm_loss, train
 
-__all__ = ["CharData", "TEACHER", "STUDENT", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
+__all__ = ["CharData", "TEACHER", "STUDENT", "LADDER", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
            "CONTEXT", "model_spec", "train_or_load", "evaluate_lm"]
 
 CONTEXT = 128  # characters of context for every model of chapters 11-12
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
 STUDENT = dict(context_length=CONTEXT, n_layer=2, n_head=4, d_model=64)
+#: name -> (shape, folder under notebooks/): one recipe, four sizes, 31k to 820k parameters
+LADDER = {
+    "2 x 32": (dict(context_length=CONTEXT, n_layer=2, n_head=2, d_model=32),
+               "results/ch12_ladder_2x32"),
+    "2 x 64": (STUDENT, "results/ch11_student_ce"),
+    "3 x 96": (dict(context_length=CONTEXT, n_layer=3, n_head=4, d_model=96),
+               "results/ch12_ladder_3x96"),
+    "4 x 128": (TEACHER, "results/ch11_teacher"),
+}
 BATCH_SIZE = 32  # windows of CONTEXT characters per step
 # 1,200 steps x 32 x 128 = 4.9 M characters, about one pass over the training text
 RECIPE = TrainConfig(max_steps=1200, lr=3e-3, warmup_steps=60, eval_interval=100)

@@ -11,6 +11,12 @@
            sweep's speed as the sweep counts it — counted training FLOPs (weights,
            attention, output layer) per wall-clock second — with its fraction of the
            matmul peak measured on as many threads as there are jobs.
+``stack``  what the sweep's speed was not gained by: times AdamW training steps of
+           ``k`` same-shape models (the seeds of one IsoFLOP point) trained one after
+           another, trained as one stacked model (``torch.func.stack_module_state`` +
+           ``vmap``, attention by the math kernel, which has a batching rule), and —
+           with ``--compile`` — each under ``torch.compile``; prints the ratios to the
+           first. On the 2-core CPU of the course's CI neither reached 1.2x (see README).
 ``train``  times a training step (forward, backward, AdamW) of the course's
            :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
            built from the same config, with the same weights and batch, on the
@@ -47,7 +53,7 @@ from course_lib.models import GPT, GPTConfig
 from course_lib.models.flops import flops_per_token
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
-           "bench_train_step", "bench_lora_merge", "bench_sweep", "main"]
+           "bench_train_step", "bench_lora_merge", "bench_sweep", "bench_stack", "main"]
 
 #: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
 #: Matched against ``torch.cuda.get_device_name()``; more specific names first.
@@ -321,6 +327,85 @@ def bench_sweep(widths: tuple[int, ...] = (16, 32, 64, 96), steps: int = 300,
     return out
 
 
+def _time(step: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def bench_stack(width: int, k: int = 3, steps: int = 10, compile_: bool = False) -> dict:
+    """Seconds per training step of ``k`` GPTs of width ``width`` (depth 2, the sweep's
+    batch 64 x 32 over 64 tokens): one after another, stacked with ``torch.func``,
+    and (``compile_``) each compiled. ``"loss_gap"``: the stacked models' first losses
+    against the separate ones' (the same weights and batches: float32 rounding)."""
+    from torch.func import functional_call, stack_module_state, vmap
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    config = GPTConfig(vocab_size=64, context_length=32, n_layer=2,
+                       n_head=max(1, width // 16), d_model=width)
+    with seeded(0):
+        models = [GPT(config) for _ in range(k)]
+        x, y = torch.randint(64, (2, k, 64, 32))
+    with torch.no_grad():
+        first = [float(m(x[i], y[i])[1]) for i, m in enumerate(models)]
+
+    def separate(nets):
+        optimizers = [torch.optim.AdamW(m.parameters()) for m in nets]
+
+        def step():
+            for i, (m, opt) in enumerate(zip(nets, optimizers)):
+                m(x[i], y[i])[1].backward()
+                torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        return step
+
+    class Unchecked(torch.nn.Module):  # GPT.forward's token-id check cannot run under vmap
+        def __init__(self, model: GPT) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+            return self.model._forward(xs, ys, None)[1]
+
+    wrapped = [Unchecked(m) for m in models]
+    params, buffers = stack_module_state(wrapped)
+    params = {n: torch.nn.Parameter(p.detach().clone()) for n, p in params.items()}
+    loss = vmap(lambda p, b, xs, ys: functional_call(wrapped[0], (p, b), (xs, ys)))
+    optimizer = torch.optim.AdamW(params.values())
+    with sdpa_kernel(SDPBackend.MATH), torch.no_grad():
+        stacked_first = loss(params, buffers, x, y).tolist()
+
+    def stacked():
+        with sdpa_kernel(SDPBackend.MATH):
+            loss(params, buffers, x, y).sum().backward()
+        optimizer.step()  # (no per-model clipping: the timing is the point here)
+        optimizer.zero_grad(set_to_none=True)
+
+    ways = {"one after another": separate(models), "stacked (vmap)": stacked}
+    if compile_:
+        ways["each compiled"] = separate([torch.compile(m) for m in models])
+    out = {"loss_gap": max(abs(a - b) for a, b in zip(first, stacked_first))}
+    for name, step in ways.items():
+        step()  # warm-up (and compilation)
+        out[name] = min(_time(step) for _ in range(steps))
+    return out
+
+
+def _stack(args) -> int:
+    torch.set_num_threads(args.threads)
+    print(f"{args.k} models per stack, depth 2, batch 64 x 32, {args.threads} thread(s); "
+          f"seconds per step of all {args.k}, best of {args.steps}", flush=True)
+    for width in args.widths:
+        r = bench_stack(width, args.k, args.steps, args.compile)
+        base = r["one after another"]
+        ratios = ", ".join(f"{name} {base / r[name]:.2f}x" for name in r
+                           if name not in ("loss_gap", "one after another"))
+        print(f"d = {width:3d}: {base * 1e3:7.1f} ms one after another; speed-up: {ratios}"
+              f" (first losses agree to {r['loss_gap']:.1e})", flush=True)
+    return 0
+
+
 def _sweep(args) -> int:
     widths = tuple(args.widths)
     print(f"{len(widths)} runs of {args.steps} steps (batch 64 x 32 tokens), widths {widths}, "
@@ -368,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--steps", type=int, default=300)
     sw.add_argument("--jobs", type=int, default=2)
     sw.add_argument("--out", default=None, help="also write the results as JSON")
+    st = sub.add_parser("stack", help="k same-shape models: one by one vs stacked (vmap)")
+    st.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    st.add_argument("--k", type=int, default=3)
+    st.add_argument("--steps", type=int, default=10)
+    st.add_argument("--threads", type=int, default=1)
+    st.add_argument("--compile", action="store_true", help="also time torch.compile")
     lo = sub.add_parser("lora", help="forward time: plain, LoRA, LoRA merged")
     lo.add_argument("--batch-size", type=int, default=64)
     lo.add_argument("--seq-len", type=int, default=32)
@@ -376,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
         p.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
-    return {"hw": _hw, "train": _train, "lora": _lora, "sweep": _sweep}[args.command](args)
+    return {"hw": _hw, "train": _train, "lora": _lora, "sweep": _sweep,
+            "stack": _stack}[args.command](args)
 
 
 if __name__ == "__main__":

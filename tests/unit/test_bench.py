@@ -69,3 +69,10 @@ def test_sweep_bench_counts_flops_alone_and_with_jobs():
         assert r["flops"] > 0 and r["wall_s"] > 0
         assert r["flops_per_s"] == pytest.approx(r["flops"] / r["wall_s"])
         assert list(r["per_run_flops_per_s"]) == ["d8"]
+
+
+def test_stack_bench_times_each_way_and_the_stack_computes_the_same_losses():
+    result = bench.bench_stack(8, k=2, steps=1)
+    assert set(result) == {"loss_gap", "one after another", "stacked (vmap)"}
+    assert result["loss_gap"] < 1e-5  # the same weights and batches, stacked or not
+    assert all(result[k] > 0 for k in ("one after another", "stacked (vmap)"))

@@ -129,6 +129,16 @@ def test_swiglu_is_a_silu_gated_product():
     torch.testing.assert_close(mlp(x), expected)
 
 
+def test_sinusoidal_positions_in_the_gpt_are_as_large_as_its_token_embeddings():
+    config = GPTConfig(vocab_size=4096, context_length=1024, n_layer=1, n_head=1,
+                       d_model=64, position="sinusoidal")
+    with seeded(0):
+        model = GPT(config)
+    rms = lambda t: t.pow(2).mean().sqrt().item()  # noqa: E731
+    assert rms(model.wpe.table) == pytest.approx(config.init_std, rel=0.01)
+    assert rms(model.wte.weight) == pytest.approx(config.init_std, rel=0.01)
+
+
 def test_sinusoidal_positions_follow_vaswani():
     table = SinusoidalPositions(16, 8).table  # (16, 8)
     assert table[0].tolist() == [0.0, 1.0] * 4
