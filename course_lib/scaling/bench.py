@@ -16,7 +16,7 @@
            another, trained as one stacked model (``torch.func.stack_module_state`` +
            ``vmap``, attention by the math kernel, which has a batching rule), and —
            with ``--compile`` — each under ``torch.compile``; prints the ratios to the
-           first. On the 2-core CPU of the course's CI neither reached 1.2x (see README).
+           first. On the course's 2-core CPU neither was a speed-up (0.70-1.01x; README).
 ``train``  times a training step (forward, backward, AdamW) of the course's
            :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
            built from the same config, with the same weights and batch, on the
