@@ -37,13 +37,13 @@ from course_lib.data.tokens import encode_corpus, sequential_batches, train_val_
 from course_lib.models.gpt import GPT, GPTConfig
 from course_lib.training.loop import LossFn, TrainConfig, lm_loss, train
 
-__all__ = ["CharData", "TEACHER", "STUDENT", "LADDER", "RECIPE", "BATCH_SIZE", "shakespeare_chars",
-           "CONTEXT", "model_spec", "train_or_load", "evaluate_lm"]
+__all__ = ["CharData", "TEACHER", "STUDENT", "LADDER", "RECIPE", "BATCH_SIZE",
+           "shakespeare_chars", "CONTEXT", "model_spec", "train_or_load", "evaluate_lm"]
 
 CONTEXT = 128  # characters of context for every model of chapters 11-12
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
 STUDENT = dict(context_length=CONTEXT, n_layer=2, n_head=4, d_model=64)
-#: name -> (shape, folder under notebooks/): one recipe, four sizes, 31k to 820k parameters
+#: name -> (shape, folder under notebooks/): one recipe, four sizes, 32k to 820k parameters
 LADDER = {
     "2 x 32": (dict(context_length=CONTEXT, n_layer=2, n_head=2, d_model=32),
                "results/ch12_ladder_2x32"),
