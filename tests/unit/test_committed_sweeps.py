@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from course_lib.models import flops
 from course_lib.scaling import sweep
 from course_lib.scaling.results import load_results
 from course_lib.scaling.runs import RunSpec
@@ -30,3 +31,13 @@ def test_every_committed_record_is_a_run_of_its_grid(grid, results):
         assert spec == expected[record["run_id"]]
         assert sweep.run_id(spec, data) == record["run_id"]
         assert record["provenance"]["versions"]["course_lib"]
+
+
+def test_the_block_comparison_matches_n_within_one_percent():
+    """Chapter 4 compares GPT-2's and Llama's blocks 'at equal N': the grids say so."""
+    data, runs = sweep.load_grid(RESULTS / "block_lr_grid.json")
+    vocab = sweep.vocab_size_of(data)
+    n = {r.name.split("-D")[0]: flops.param_counts(r.model_config(vocab)).non_embedding
+         for r in runs}
+    for width in (16, 32, 64):
+        assert abs(n[f"llama-d{width}"] / n[f"gpt2-d{width}"] - 1) < 0.01
