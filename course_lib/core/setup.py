@@ -4,7 +4,7 @@
 seeding.set_seed`), applies the course's figure style and decides how many CPU threads
 PyTorch uses:
 
-* ``threads`` given — that many (chapter 11 times single-threaded on purpose);
+* ``threads`` given — that many (chapter 13 times single-threaded on purpose);
 * else ``$COURSE_THREADS`` if set;
 * else ``$OMP_NUM_THREADS`` if set — ``make execute``, ``make nbval`` and CI set it to 1,
   since they run two notebooks side by side on two cores;

@@ -8,5 +8,5 @@ May import ``core``; never ``models``, ``training``, ``scaling`` or ``recipes``.
 * ``tokenizers`` — character, byte-level BPE and WordPiece tokenizers, saved and loaded
 * ``tokens``     — token arrays cached on disk, train/validation splits, and the one
   batch sampler every training loop draws from
-* ``perturb``    — typos on demand (chapter 12)
+* ``perturb``    — typos on demand (chapter 14)
 """

@@ -1,4 +1,4 @@
-"""Typos on demand: character noise for robustness tests (chapter 12).
+"""Typos on demand: character noise for robustness tests (chapter 14).
 
 :func:`add_typos` applies the four edits of a typist's slip — swap two neighbouring
 letters, drop a letter, double a letter, hit a neighbouring key — to a chosen fraction

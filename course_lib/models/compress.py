@@ -1,4 +1,4 @@
-"""Smaller and faster models for inference, each measured (chapter 11).
+"""Smaller and faster models for inference, each measured (chapter 13).
 
 * :func:`symmetric_int8` — the arithmetic of int8 quantization, per tensor or per row;
 * :func:`quantize_int8` — dynamic int8 quantization of the linear layers (weights

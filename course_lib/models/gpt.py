@@ -24,6 +24,17 @@ the same module for module and number for number:
   token embeddings at initialisation);
 * ``bias=False`` and ``tie_embeddings=False`` — no biases, a separate output layer.
 
+``mup_base_width`` switches from the standard parametrization (SP) to the maximal
+update parametrization, μP {Yang et al. 2022}, in the form of Microsoft's ``mup``
+package with Adam (chapter 11 checks it against that package). With width
+multiplier ``m = d_model / mup_base_width``: the matrices inside the blocks start
+with standard deviation ``init_std / sqrt(m)`` and train with learning rate
+``lr / m`` (:meth:`GPT.param_groups`); the output layer reads ``x / m``; attention
+scores are divided by ``hs`` instead of ``sqrt(hs)`` (times ``sqrt`` of the base
+head width, so that ``m = 1`` is SP exactly). Embeddings, norms and biases keep
+SP's initialisation and learning rate. The best learning rate then stays put as the
+model widens, where under SP it falls.
+
 With all of them, :meth:`GPT.from_hf_llama` copies a ``transformers``
 ``LlamaForCausalLM`` (same logits). RoPE follows Llama's convention in
 ``transformers``: feature ``i`` of a head is paired with feature ``i + hs/2``
@@ -33,7 +44,7 @@ key features, which ``transformers`` applies once when it converts Meta's weight
 
 Generation can reuse the keys and values of earlier positions instead of
 recomputing them: pass a :class:`~course_lib.models.kv_cache.KVCache` to ``forward``
-(``model.new_cache(B)``), or call ``generate(..., use_cache=True)`` (chapter 11).
+(``model.new_cache(B)``), or call ``generate(..., use_cache=True)`` (chapter 13).
 """
 
 from __future__ import annotations
@@ -62,7 +73,7 @@ __all__ = ["GPTConfig", "RMSNorm", "SinusoidalPositions", "RotaryEmbedding", "ro
 #: The options of the modern block and their GPT-2 defaults. They were added after
 #: models were stored, so :meth:`GPTConfig.to_dict` leaves them out at these values.
 _LATER_DEFAULTS = {"norm": "layernorm", "mlp": "gelu", "position": "learned",
-                   "rope_theta": 10000.0, "tie_embeddings": True}
+                   "rope_theta": 10000.0, "tie_embeddings": True, "mup_base_width": None}
 _CHOICES = {"norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu"),
             "position": ("learned", "sinusoidal", "rope")}
 
@@ -84,7 +95,9 @@ class GPTConfig:
     layer and LayerNorm (RMSNorm has none). ``layer_norm_eps`` is the epsilon of
     either norm. ``norm``, ``mlp``, ``position`` (with ``rope_theta``, the base of
     RoPE's frequencies) and ``tie_embeddings`` choose the block: see the module
-    docstring; their defaults are GPT-2's.
+    docstring; their defaults are GPT-2's. ``mup_base_width`` (``None``: the standard
+    parametrization) is the width at which μP equals SP; it must be divisible by
+    ``n_head`` (the heads keep their number as the model widens).
     """
 
     vocab_size: int
@@ -102,6 +115,7 @@ class GPTConfig:
     position: str = "learned"
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
+    mup_base_width: int | None = None
 
     def __post_init__(self) -> None:
         for name, minimum in (("vocab_size", 1), ("context_length", 1), ("n_layer", 1),
@@ -132,6 +146,13 @@ class GPTConfig:
             object.__setattr__(self, name, plain(value, checked))
         for name in ("bias", "tie_embeddings"):
             object.__setattr__(self, name, require_bool(name, getattr(self, name)))
+        if self.mup_base_width is not None:
+            base = _require_int("mup_base_width", self.mup_base_width, 1)
+            object.__setattr__(self, "mup_base_width", base)
+            if base % self.n_head:
+                raise ValueError(f"mup_base_width ({base}) must be divisible by n_head "
+                                 f"({self.n_head}): the base model's heads have "
+                                 f"mup_base_width // n_head features each")
         if self.position == "rope" and self.head_dim % 2:
             raise ValueError(f"position='rope' rotates pairs of features in each head: "
                              f"head_dim = d_model // n_head must be even; got {self.head_dim}")
@@ -143,6 +164,21 @@ class GPTConfig:
     def head_dim(self) -> int:
         """Features per attention head, ``d_model // n_head``."""
         return self.d_model // self.n_head
+
+    @property
+    def width_mult(self) -> float:
+        """μP's width multiplier ``d_model / mup_base_width`` (1.0 under SP)."""
+        return 1.0 if self.mup_base_width is None else self.d_model / self.mup_base_width
+
+    @property
+    def attention_scale(self) -> float:
+        """What attention multiplies ``q k^T`` by: ``1 / sqrt(hs)`` under SP; under μP
+        ``sqrt(hs_base) / hs`` (``hs_base = mup_base_width // n_head``), ``1 / hs`` up
+        to a constant, which keeps the scores' size fixed as ``q`` and ``k``, trained
+        with μP's rates, become correlated {Yang et al. 2022}."""
+        if self.mup_base_width is None:
+            return 1.0 / math.sqrt(self.head_dim)
+        return math.sqrt(self.mup_base_width // self.n_head) / self.head_dim
 
     def to_dict(self) -> dict:
         """Plain ``dict`` (JSON-friendly) of the fields; ``GPTConfig(**d)`` rebuilds it.
@@ -182,7 +218,8 @@ class GPTConfig:
         ``mlp="swiglu"``, ``position="rope"`` and ``dropout=0`` (Llama has no dropout
         on the embeddings or the residual branches); ``bias`` sets both Llama's
         ``attention_bias`` and ``mlp_bias``."""
-        self._require("Llama", norm="rmsnorm", mlp="swiglu", position="rope", dropout=0.0)
+        self._require("Llama", norm="rmsnorm", mlp="swiglu", position="rope", dropout=0.0,
+                      mup_base_width=None)
         from transformers import LlamaConfig
 
         return LlamaConfig(
@@ -355,6 +392,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head, self.dropout = config.n_head, config.dropout
+        # None: SDPA's own 1 / sqrt(hs); under μP sqrt(hs_base) / hs
+        self.scale = None if config.mup_base_width is None else config.attention_scale
         # one matrix computes queries, keys and values for every head: C -> 3C
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
@@ -380,7 +419,7 @@ class CausalSelfAttention(nn.Module):
                                                  device=x.device).tril(diagonal=past)
         # softmax(q k^T / sqrt(hs) + causal mask) v, fused: (B, nh, T, hs)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal,
+            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.proj(y))
@@ -463,11 +502,14 @@ class GPT(nn.Module):
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights, zero biases; residual projections
         (the last layer of each branch) scaled down by 1/sqrt(2 n_layer), so the residual
-        stream's variance does not grow with depth."""
+        stream's variance does not grow with depth. Under μP the matrices inside the
+        blocks are scaled by a further 1/sqrt(width_mult) (their fan-in grows)."""
         std = self.config.init_std
         if isinstance(module, nn.Linear):
             if module in self._residual_projections():
                 std = std / math.sqrt(2 * self.config.n_layer)
+            if module in self._hidden_matrices():
+                std = std / math.sqrt(self.config.width_mult)
             nn.init.normal_(module.weight, 0.0, std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -476,6 +518,11 @@ class GPT(nn.Module):
 
     def _residual_projections(self) -> list[nn.Module]:
         return [m for b in self.blocks for m in (b.attn.proj, b.mlp.proj)]
+
+    def _hidden_matrices(self) -> list[nn.Module]:
+        """The linear layers whose fan-in and fan-out both grow with width (μP's
+        "matrix-like" weights): every ``nn.Linear`` inside the blocks."""
+        return [m for b in self.blocks for m in b.modules() if isinstance(m, nn.Linear)]
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
@@ -552,15 +599,42 @@ class GPT(nn.Module):
             x = block(x, cache, layer, rope)
         if cache is not None:
             cache.commit()
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        x = self.ln_f(x)
+        if self.config.mup_base_width is not None:
+            x = x / self.config.width_mult  # μP's readout multiplier, as mup's MuReadout
+        logits = self.lm_head(x)  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """Parameter groups for ``torch.optim.AdamW``; see :func:`weight_decay_groups`."""
-        return weight_decay_groups(self, weight_decay)
+    def param_groups(self, weight_decay: float, lr: float | None = None) -> list[dict]:
+        """Parameter groups for ``torch.optim.AdamW``; see :func:`weight_decay_groups`.
+
+        With ``lr`` each group carries its learning rate. Under μP (``mup_base_width``
+        set) ``lr`` is required: the matrices inside the blocks get ``lr / m`` and weight
+        decay ``weight_decay * m`` (so that AdamW's decay per step, ``lr * wd``, does not
+        change with width), as ``mup.MuAdamW`` does; everything else keeps ``lr``.
+        """
+        groups = weight_decay_groups(self, weight_decay)
+        if self.config.mup_base_width is None:
+            if lr is not None:
+                lr = require_number("lr", lr, 0, closed=(False, True),
+                                    expected="a positive number")
+                groups = [g | {"lr": lr} for g in groups]
+            return groups
+        if lr is None:
+            raise ValueError("lr is required under μP (mup_base_width is set): the "
+                             "blocks' matrices train with lr / width_mult")
+        lr = require_number("lr", lr, 0, closed=(False, True), expected="a positive number")
+        m = self.config.width_mult
+        hidden = {id(mod.weight) for mod in self._hidden_matrices()}
+        decay, no_decay = groups
+        inner = [p for p in decay["params"] if id(p) in hidden]
+        outer = [p for p in decay["params"] if id(p) not in hidden]
+        return [{"params": inner, "weight_decay": decay["weight_decay"] * m, "lr": lr / m},
+                {"params": outer, "weight_decay": decay["weight_decay"], "lr": lr},
+                no_decay | {"lr": lr}]
 
     def new_cache(self, batch_size: int) -> KVCache:
         """An empty :class:`KVCache` for ``batch_size`` sequences of up to ``context_length``."""

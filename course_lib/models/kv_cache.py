@@ -1,4 +1,4 @@
-"""A key-value cache for fast autoregressive generation (chapter 11).
+"""A key-value cache for fast autoregressive generation (chapter 13).
 
 Generating token ``t`` needs the keys and values of every earlier position in every
 layer. Without a cache the model recomputes them all at each step: generating ``n``

@@ -1,4 +1,4 @@
-"""Scoring a language model's answers to prompts (chapter 12).
+"""Scoring a language model's answers to prompts (chapter 14).
 
 :func:`score_answer` runs the model once on ``prompt + answer`` and reads off two
 numbers: the log-probability of the answer (a continuous measure, in nats), and

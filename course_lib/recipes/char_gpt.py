@@ -1,10 +1,10 @@
-"""Small character-level GPTs of Shakespeare, trained once and cached (chapters 11–12).
+"""Small character-level GPTs of Shakespeare, trained once and cached (chapters 13–14).
 
 * :func:`shakespeare_chars` — the corpus as character ids, split into training and
   validation parts (the last 10 % of the text is never trained on);
-* :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 11, trained
+* :data:`TEACHER` and :data:`STUDENT` — the two model sizes of chapter 13, trained
   with one recipe, :data:`RECIPE` on batches of :data:`BATCH_SIZE` windows;
-  :data:`LADDER` — four sizes, the two and two more, for chapter 12's measurements
+  :data:`LADDER` — four sizes, the two and two more, for chapter 14's measurements
   as a function of model size (each with the folder it is stored in);
 * :func:`train_or_load` — load-if-present-else-train through the course's store
   (:func:`course_lib.core.store.load_or_build`): a trained model is a folder ``NAME/``
@@ -40,7 +40,7 @@ from course_lib.training.loop import LossFn, TrainConfig, lm_loss, train
 __all__ = ["CharData", "TEACHER", "STUDENT", "LADDER", "RECIPE", "BATCH_SIZE",
            "shakespeare_chars", "CONTEXT", "model_spec", "train_or_load", "evaluate_lm"]
 
-CONTEXT = 128  # characters of context for every model of chapters 11-12
+CONTEXT = 128  # characters of context for every model of chapters 13-14
 TEACHER = dict(context_length=CONTEXT, n_layer=4, n_head=4, d_model=128)
 STUDENT = dict(context_length=CONTEXT, n_layer=2, n_head=4, d_model=64)
 #: name -> (shape, folder under notebooks/): one recipe, four sizes, 32k to 820k parameters

@@ -37,11 +37,15 @@ import scipy.optimize
 import scipy.special
 import threadpoolctl
 
-from course_lib.core.validate import as_tensor, require_finite, require_in_range, require_positive
+from course_lib.core.validate import (as_tensor, require_finite, require_in_range,
+                                      require_number, require_positive)
 from course_lib.models.flops import FLOPS_PER_PARAM_TOKEN, training_flops
 
 __all__ = [
     "FLOPS_PER_PARAM_TOKEN",
+    "InferenceOptimal",
+    "inference_optimal",
+    "tokens_for_loss",
     "training_flops",
     "PowerLawFit",
     "fit_power_law",
@@ -666,3 +670,84 @@ def compute_optimal(C: object, law: ChinchillaLaw,
     if scalar:
         fields = tuple(float(f[0]) for f in fields)
     return ComputeOptimal(*fields)
+
+
+# ------------------------------------------- beyond compute-optimal: inference demand
+@dataclass(frozen=True)
+class InferenceOptimal:
+    """The cheapest model to train *and serve* at one loss (Sardana et al. 2024).
+
+    ``training_flops = 6 N D`` and ``inference_flops = 2 N inference_tokens``;
+    ``chinchilla`` is the compute-optimal model of the same loss (no inference).
+    """
+
+    loss: float
+    inference_tokens: float
+    N: float
+    D: float
+    training_flops: float
+    inference_flops: float
+    chinchilla: ComputeOptimal
+
+    @property
+    def total_flops(self) -> float:
+        return self.training_flops + self.inference_flops
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.D / self.N
+
+
+def tokens_for_loss(law: ChinchillaLaw, N: object, loss: float) -> np.ndarray:
+    """The training tokens ``D`` at which a model of ``N`` parameters reaches ``loss``
+    under ``law``: ``(B / (loss - E - A N^-α))^(1/β)``; ``inf`` where the model's
+    own floor ``E + A N^-α`` is at or above ``loss``."""
+    n = np.asarray(N, dtype=float)
+    room = loss - law.E - law.A * n ** -law.alpha
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(room > 0, (law.B / np.where(room > 0, room, 1.0)) ** (1 / law.beta),
+                        np.inf)
+
+
+def inference_optimal(law: ChinchillaLaw, loss: float, inference_tokens: float, *,
+                      flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+                      inference_flops_per_param_token: float = 2.0) -> InferenceOptimal:
+    """Minimise training plus lifetime inference FLOPs, ``6 N D + 2 N D_inf``, subject to
+    ``law.loss(N, D) = loss`` {Sardana et al. 2024}.
+
+    ``inference_tokens`` (``D_inf``) is the number of tokens the model will process in
+    its lifetime (prompts and generations; 0 gives back the compute-optimal model of
+    that loss). One-dimensional: ``D`` follows from ``N`` by :func:`tokens_for_loss`,
+    and the cost is minimised over ``log N`` (bounded, so it cannot run off).
+    """
+    if not isinstance(law, ChinchillaLaw):
+        raise TypeError(f"law must be a ChinchillaLaw (or a fit); got {type(law).__name__}")
+    loss = float(require_number("loss", loss, expected="a finite loss in nats per token"))
+    if loss <= law.E:
+        raise ValueError(f"loss={loss:g} is at or below the law's floor E={law.E:g}: no "
+                         f"model reaches it")
+    d_inf = float(require_number("inference_tokens", inference_tokens, 0,
+                                 expected="a number of tokens >= 0"))
+    # the smallest model that can reach the loss at all, with infinite data
+    n_min = (law.A / (loss - law.E)) ** (1 / law.alpha)
+
+    def cost(log_n: float) -> float:
+        n = np.exp(log_n)
+        d = float(tokens_for_loss(law, n, loss))
+        return np.log(flops_per_param_token * n * d + inference_flops_per_param_token
+                      * n * d_inf)
+
+    lo = np.log(n_min) + 1e-9
+    best = scipy.optimize.minimize_scalar(cost, bounds=(lo, lo + 40), method="bounded",
+                                          options={"xatol": 1e-10})
+    n = float(np.exp(best.x))
+    d = float(tokens_for_loss(law, n, loss))
+    # the compute-optimal model of this loss: minimise training FLOPs alone
+    plain = scipy.optimize.minimize_scalar(
+        lambda log_n: np.log(np.exp(log_n) * float(tokens_for_loss(law, np.exp(log_n), loss))),
+        bounds=(lo, lo + 40), method="bounded", options={"xatol": 1e-10})
+    c = float(flops_per_param_token * np.exp(plain.x)
+              * tokens_for_loss(law, np.exp(plain.x), loss))
+    return InferenceOptimal(loss, d_inf, n, d, flops_per_param_token * n * d,
+                            inference_flops_per_param_token * n * d_inf,
+                            compute_optimal(c, law, flops_per_param_token))

@@ -50,7 +50,7 @@ from course_lib.scaling.budget import FlopBudget
 from course_lib.training.loop import NonFiniteLossError, TrainConfig, train
 
 __all__ = ["KeyValueData", "CorpusData", "TokenData", "MarkovData", "RunSpec", "run_id", "run_one",
-           "data_from_dict", "evaluate_windows", "vocab_size_of"]
+           "data_from_dict", "evaluate_windows", "vocab_size_of", "load_run_model"]
 
 #: Windows scored per forward pass when a validation set is evaluated whole.
 _EVAL_CHUNK = 256
@@ -60,6 +60,16 @@ _EVAL_CHUNK = 256
 @functools.lru_cache(maxsize=4)
 def _keyvalue_language(*args) -> KeyValueLanguage:
     return KeyValueLanguage(*args)
+
+
+@functools.lru_cache(maxsize=4)
+def _repeated_pool(language: KeyValueLanguage, segments: int, seed: int) -> torch.Tensor:
+    """The key ranks of a run's fixed training sample: LongTensor ``(segments,)``."""
+    generator = torch.Generator().manual_seed(_POOL_SEED + seed)
+    return language.sample_keys(segments, generator)
+
+
+_POOL_SEED = 7_000_003
 
 
 @functools.lru_cache(maxsize=4)
@@ -95,22 +105,49 @@ class KeyValueData:
         return self.key_length + self.value_length
 
     def check(self, spec: RunSpec) -> None:
+        per_row = spec.context_length // self.segment_length + 1
+        if spec.unique_tokens is not None and spec.unique_tokens < per_row * self.segment_length:
+            raise ValueError(f"run {spec.name!r}: unique_tokens {spec.unique_tokens} holds "
+                             f"fewer than the {per_row} segments one window needs")
         if spec.context_length % self.segment_length:
             raise ValueError(f"run {spec.name!r}: context_length {spec.context_length} must be "
                              f"a multiple of the segment length {self.segment_length} "
                              f"(windows hold whole segments)")
 
     def batch_fn(self, spec: RunSpec, device: torch.device):
-        """Training windows drawn fresh from the language with the loop's generator."""
+        """Training windows drawn fresh from the language with the loop's generator.
+
+        With ``spec.unique_tokens`` the windows come from one fixed sample of that many
+        tokens (whole segments, drawn with the run's seed): each epoch visits its
+        segments once, in a new order drawn from the loop's generator, and a window is
+        ``T / segment_length`` consecutive segments of that order plus the next one's
+        first token. (The position in the epoch lives in this function: a run resumed
+        from a checkpoint starts a new epoch.)"""
         language, T, B = self.language(), spec.context_length, spec.batch_size
         per_row = T // self.segment_length + 1  # one more segment: the last target
+        pool = None if spec.unique_tokens is None else _repeated_pool(
+            language, spec.unique_tokens // self.segment_length, spec.seed)
+        order, at = torch.empty(0, dtype=torch.long), [0]
+
+        def repeated(generator: torch.Generator) -> torch.Tensor:
+            nonlocal order
+            rows = []
+            for _ in range(B):
+                if at[0] + per_row > len(order):  # a new epoch: a new order
+                    order, at[0] = torch.randperm(len(pool), generator=generator), 0
+                rows.append(pool[order[at[0]: at[0] + per_row]])
+                at[0] += per_row - 1
+            return torch.stack(rows)
 
         def get_batch(split: str, generator: torch.Generator):
             if split != "train":
                 x, y = self.validation_windows(T)
                 xb, yb = token_arrays.get_rows((x, y), B, generator)
                 return xb.to(device), yb.to(device)
-            ranks = language.sample_keys(B * per_row, generator)
+            if pool is None:
+                ranks = language.sample_keys(B * per_row, generator)
+            else:
+                ranks = repeated(generator)
             window = language.segments(ranks).reshape(B, -1)[:, : T + 1]
             return window[:, :-1].to(device), window[:, 1:].to(device)
 
@@ -197,6 +234,7 @@ class TokenData(_HeldOutTokens):
         return int(np.max(np.load(self.path, mmap_mode="r"))) + 1
 
     def check(self, spec: RunSpec) -> None:
+        _fresh_only(spec, "a token file")
         if self.sha256 is not None:
             from course_lib.core.store import file_sha256
 
@@ -257,7 +295,7 @@ class CorpusData(_HeldOutTokens):
         return self.bpe_vocab
 
     def check(self, spec: RunSpec) -> None:
-        pass
+        _fresh_only(spec, type(self).__name__)
 
     def splits(self) -> tuple[np.ndarray, np.ndarray]:
         return self.arrays()[:2]
@@ -315,7 +353,7 @@ class MarkovData:
         return arrays[0], arrays[1]
 
     def check(self, spec: RunSpec) -> None:
-        pass
+        _fresh_only(spec, type(self).__name__)
 
     def batch_fn(self, spec: RunSpec, device: torch.device):
         return _window_batches(self.splits()[0], self.validation_windows(spec.context_length),
@@ -367,6 +405,12 @@ def data_from_dict(spec: dict, where: str = "data") -> Data:
         return cls(**spec)
     except TypeError as err:
         raise ValueError(f"{where}: {err}") from None
+
+
+def _fresh_only(spec: RunSpec, what: str) -> None:
+    if spec.unique_tokens is not None:
+        raise ValueError(f"run {spec.name!r}: unique_tokens is for the key-value language; "
+                         f"{what} trains on its own fixed corpus")
 
 
 def _window_batches(train_tokens: np.ndarray, validation: tuple[torch.Tensor, torch.Tensor],
@@ -450,7 +494,12 @@ class RunSpec:
     ``schedule_tokens`` when that is larger (the run then stops part-way down a longer
     schedule, as in Kaplan et al.'s fixed-length runs). The validation set is scored at
     the end and after each of ``eval_tokens`` tokens. ``budget`` labels IsoFLOP runs
-    with their nominal ``6 N D`` (FLOPs; ``None`` for other runs).
+    with their nominal ``6 N D`` (FLOPs; ``None`` for other runs). ``norm``, ``mlp``,
+    ``position``, ``bias`` and ``mup_base_width`` (μP) are the model's options, as in
+    :class:`~course_lib.models.gpt.GPTConfig`; ``min_lr_ratio=1`` holds the rate constant
+    after warmup. ``unique_tokens`` limits the data (key-value language only): the run
+    trains on one fixed sample of that many tokens, repeated for ``tokens /
+    unique_tokens`` epochs (``None``: fresh tokens at every step).
     """
 
     name: str
@@ -476,6 +525,8 @@ class RunSpec:
     mlp: str = "gelu"
     position: str = "learned"
     bias: bool = True
+    mup_base_width: int | None = None
+    unique_tokens: int | None = None
 
     def __post_init__(self) -> None:
         def bad(what: str, value: object) -> ValueError:
@@ -515,6 +566,10 @@ class RunSpec:
                 not _is_int(self.schedule_tokens) or self.schedule_tokens < self.tokens):
             raise bad(f"schedule_tokens must be an integer >= tokens ({self.tokens}) or None",
                       self.schedule_tokens)
+        if self.unique_tokens is not None and (
+                not _is_int(self.unique_tokens) or not batch <= self.unique_tokens):
+            raise bad(f"unique_tokens must be an integer >= one batch ({batch}) or None",
+                      self.unique_tokens)
         if not _is_int(self.eval_points) or self.eval_points < 0:
             raise bad("eval_points must be a non-negative integer", self.eval_points)
         points = tuple(self.eval_tokens)
@@ -551,7 +606,8 @@ class RunSpec:
         return GPTConfig(vocab_size=vocab_size, context_length=self.context_length,
                          n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model,
                          d_ff=self.d_ff, norm=self.norm, mlp=self.mlp,
-                         position=self.position, bias=self.bias)
+                         position=self.position, bias=self.bias,
+                         mup_base_width=self.mup_base_width)
 
     def train_config(self, **overrides) -> TrainConfig:
         halves = [self.steps // 2**j for j in range(1, self.eval_points + 1)]
@@ -611,6 +667,33 @@ def vocab_size_of(data: Data) -> int:
 
 
 # ------------------------------------------------------------------ one run
+def _save_weights(model: GPT, folder: Path, record: dict) -> str:
+    """Store the trained model as an artifact folder; return the folder's name."""
+    from safetensors.torch import save_model
+
+    from course_lib.core import store
+
+    def build(tmp: Path) -> dict:
+        save_model(model.cpu(), str(tmp / "model.safetensors"))
+        return {"final_val_loss": record["result"]["final_val_loss"]}
+
+    spec = {"run_id": record["run_id"], "model_config": record["model"]["config"]}
+    store.load_or_build(folder, spec, build, rebuild=True)
+    return folder.name
+
+
+def load_run_model(folder: str | os.PathLike) -> GPT:
+    """The model a sweep stored with ``--save-weights`` (every file's sha256 verified)."""
+    from safetensors.torch import load_model
+
+    from course_lib.core import store
+
+    manifest = store.load_manifest(folder)
+    model = GPT(GPTConfig(**manifest["spec"]["model_config"]))
+    load_model(model, str(Path(folder) / "model.safetensors"))
+    return model.eval()
+
+
 def _thin(curve: list[tuple[int, float]], points: int = 24) -> list[list[float]]:
     """About ``points`` (step, loss) pairs at log-spaced steps, each a window average."""
     if not curve:
@@ -635,8 +718,13 @@ def run_one(
     checkpoint_interval: int = 0,
     progress: bool = True,
     budget: FlopBudget | None = None,
+    weights_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Train the run and return its record (a JSON-ready dict; see the module docstring).
+
+    With ``weights_dir`` the trained weights are kept in ``weights_dir/<run_id>/`` (a
+    store artifact: safetensors weights, the model config in its manifest, every file's
+    sha256), for :func:`load_run_model`; the record names the folder.
 
     With ``budget``, the run's counted FLOPs are charged first: a run the budget cannot
     afford raises :class:`~course_lib.scaling.budget.BudgetExceededError` before any training.
@@ -711,6 +799,8 @@ def run_one(
     record["provenance"] = provenance(
         result.device, torch_threads=torch.get_num_threads(), precision=result.precision,
         started=started, resumed_from_step=result.resumed_from)
+    if weights_dir is not None:
+        record["weights"] = _save_weights(model, Path(weights_dir) / identifier, record)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
     return record

@@ -340,6 +340,7 @@ def run_sweep(
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_interval: int = 0,
+    weights_dir: str | os.PathLike | None = None,
     max_flops: float | None = None,
     budget: FlopBudget | None = None,
     jobs: int = 1,
@@ -357,7 +358,8 @@ def run_sweep(
     :class:`~course_lib.scaling.budget.FlopBudget`) is charged by this call's runs. A run
     either would overdraw raises :class:`~course_lib.scaling.budget.BudgetExceededError`
     before it trains. ``jobs > 1`` trains that many runs at once, each in its own
-    process with ``threads`` torch threads (default 1), longest first.
+    process with ``threads`` torch threads (default 1), longest first. ``weights_dir``
+    keeps every trained model (:func:`course_lib.scaling.runs.load_run_model`).
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer; got {jobs!r}")
@@ -372,7 +374,8 @@ def run_sweep(
     if not todo:
         return []
     kwargs = {"device": device, "checkpoint_dir": checkpoint_dir,
-              "checkpoint_interval": checkpoint_interval, "progress": progress}
+              "checkpoint_interval": checkpoint_interval, "progress": progress,
+              "weights_dir": weights_dir}
     if jobs > 1:
         if budget is not None:
             raise ValueError("a FlopBudget object cannot be shared by jobs; use max_flops")
@@ -461,6 +464,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None,
                    help="resume an interrupted run from its checkpoints here")
     p.add_argument("--checkpoint-interval", type=int, default=200, help="steps")
+    p.add_argument("--save-weights", default=None, metavar="DIR",
+                   help="keep each run's trained weights in DIR/<run_id>/ (sha256-checked)")
     p.add_argument("--max-flops", type=float, default=None,
                    help="the most counted training FLOPs the results file may hold, over "
                         "all invocations (0 allows none; default: no limit)")
@@ -494,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(runs, data, args.out, device=args.device,
                   checkpoint_dir=args.checkpoint_dir,
                   checkpoint_interval=args.checkpoint_interval if args.checkpoint_dir else 0,
-                  max_flops=args.max_flops, jobs=args.jobs, threads=args.threads,
+                  weights_dir=args.save_weights, max_flops=args.max_flops, jobs=args.jobs, threads=args.threads,
                   progress=not args.no_progress,
                   command="python -m course_lib.scaling.sweep " + " ".join(
                       sys.argv[1:] if argv is None else argv))

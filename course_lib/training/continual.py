@@ -1,4 +1,4 @@
-"""Learning a new task without forgetting the old one: replay (chapter 12).
+"""Learning a new task without forgetting the old one: replay (chapter 14).
 
 :func:`replay_batches` mixes a fraction of each training batch from the old task's
 data into the new task's batches, the simplest defence against catastrophic

@@ -1,4 +1,4 @@
-"""Knowledge distillation: a small student learns from a large teacher's predictions (chapter 11).
+"""Knowledge distillation: a small student learns from a large teacher's predictions (chapter 13).
 
 Hinton et al. (2015) train the student on the teacher's whole output distribution,
 softened by a temperature ``T``, besides the true labels:

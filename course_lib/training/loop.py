@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -70,7 +72,7 @@ class TrainConfig:
 
     ``eval_interval = 0`` evaluates only at the end; ``eval_steps`` adds evaluations
     after these steps; ``checkpoint_interval = 0`` saves only at the end (when
-    ``checkpoint_dir`` is set). ``schedule_steps`` is the length the learning-rate
+    ``checkpoint_dir`` is set), keeping the newest ``checkpoint_keep``. ``schedule_steps`` is the length the learning-rate
     schedule is laid out for (default ``max_steps``: the cosine ends with the run; a
     larger value stops the run part-way down a longer schedule). ``schedule`` is
     ``"cosine"`` (:class:`WarmupCosine`, for pretraining), ``"linear"``
@@ -95,6 +97,7 @@ class TrainConfig:
     schedule_steps: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_interval: int = 0
+    checkpoint_keep: int = 2
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     progress: bool = True
@@ -107,7 +110,7 @@ class TrainConfig:
         def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
-        for name in ("max_steps", "grad_accum_steps", "eval_batches"):
+        for name in ("max_steps", "grad_accum_steps", "eval_batches", "checkpoint_keep"):
             put(name, require_int(name, getattr(self, name), 1, expected="a positive integer"))
         for name in ("warmup_steps", "eval_interval", "checkpoint_interval", "seed"):
             put(name, require_int(name, getattr(self, name), 0,
@@ -327,6 +330,17 @@ class _Run:
     autocast: torch.autocast
 
 
+def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
+    """The learning-rate factor of ``config.schedule`` over its steps."""
+    total = config.total_schedule_steps
+    if config.schedule == "cosine":
+        return WarmupCosine(config.warmup_steps, total, config.min_lr_ratio)
+    if config.schedule == "linear":
+        return WarmupLinear(config.warmup_steps, total)
+    return WarmupStableDecay(config.warmup_steps, total, config.decay_fraction,
+                             config.min_lr_ratio)
+
+
 def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, str]:
     device = get_device(device)
     info = distributed.init_from_env(device.type)
@@ -340,16 +354,12 @@ def _setup(model: torch.nn.Module, config: TrainConfig, device) -> tuple[_Run, s
     wrapped = (torch.nn.parallel.DistributedDataParallel(
         base, device_ids=[info.local_rank] if device.type == "cuda" else None)
         if info.enabled else base)
+    groups = (base.param_groups(config.weight_decay, config.lr) if isinstance(base, GPT)
+              else weight_decay_groups(base, config.weight_decay))  # GPT: μP's rates too
     optimizer = torch.optim.AdamW(
-        weight_decay_groups(base, config.weight_decay), lr=config.lr, betas=config.betas,
+        groups, lr=config.lr, betas=config.betas,
         fused=device.type == "cuda")
-    total = config.total_schedule_steps
-    factor = {"cosine": lambda: WarmupCosine(config.warmup_steps, total, config.min_lr_ratio),
-              "linear": lambda: WarmupLinear(config.warmup_steps, total),
-              "wsd": lambda: WarmupStableDecay(config.warmup_steps, total,
-                                               config.decay_fraction, config.min_lr_ratio),
-              }[config.schedule]()
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
     generator = torch.Generator().manual_seed(config.seed + info.rank)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     run = _Run(wrapped, base, optimizer, scheduler, generator, info, device, autocast)
@@ -411,6 +421,7 @@ def train(
     description: str = "train",
     evaluate: Callable[[torch.nn.Module], float] | None = None,
     stop: Callable[[TrainResult], bool] | None = None,
+    branch_from: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on batches from ``get_batch``; return a :class:`TrainResult`.
 
@@ -423,6 +434,13 @@ def train(
     fine-tuning of :mod:`course_lib.training.finetune`). With ``resume=True`` and a checkpoint in
     ``config.checkpoint_dir``, training continues from it; the result then covers the
     whole run. Under ``torchrun`` every process calls ``train`` with the same arguments.
+
+    ``branch_from`` (a checkpoint folder, ``.../step_NNNNNN``) starts from another run's
+    weights, optimizer state and batch stream, and follows this config's schedule from
+    that step on: the config may differ from that run's in the schedule's length and
+    shape only. One warmup-stable-decay run branched into short cooldowns at several
+    steps gives the loss of several run lengths {Hägele et al. 2024} (chapter 11). With
+    ``resume=True`` a branch interrupted after its own first checkpoint resumes from it.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__}")
@@ -438,6 +456,8 @@ def train(
         folder = checkpoint.latest_checkpoint(config.checkpoint_dir) if resume else None
         if folder is not None:
             step, elapsed = _restore(folder, run, result, config)
+        elif branch_from is not None:
+            step, elapsed = _restore(Path(branch_from), run, result, config, branch=True)
         start = time.perf_counter() - elapsed
         run.model.train()
         with tqdm(total=config.max_steps, initial=step, desc=description, dynamic_ncols=True,
@@ -502,26 +522,42 @@ def _save(run: _Run, result: TrainResult, config: TrainConfig) -> None:
                  "model_config": model_config}
         checkpoint.save_checkpoint(config.checkpoint_dir, result.steps, model=run.base,
                                    optimizer=run.optimizer, scheduler=run.scheduler,
-                                   tensors=tensors, state=state)
+                                   tensors=tensors, state=state, keep=config.checkpoint_keep)
     distributed.barrier(run.info)
 
 
 # Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"progress", "checkpoint_dir", "checkpoint_interval"}
+_RESUMABLE_CHANGES = {"progress", "checkpoint_dir", "checkpoint_interval", "checkpoint_keep"}
+# What a branch may change from the run it starts from: the schedule's length and shape.
+_BRANCH_CHANGES = _RESUMABLE_CHANGES | {"max_steps", "schedule_steps", "schedule",
+                                        "decay_fraction", "min_lr_ratio", "eval_steps",
+                                        "eval_interval"}
 
 
-def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig) -> tuple[int, float]:
-    """Load a checkpoint into ``run`` and ``result``; return the step and the elapsed time."""
+def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig,
+             branch: bool = False) -> tuple[int, float]:
+    """Load a checkpoint into ``run`` and ``result``; return the step and the elapsed time.
+
+    With ``branch`` the checkpoint may come from a run with another schedule
+    (``_BRANCH_CHANGES``); the learning-rate schedule is then this config's, picked up at
+    the checkpoint's step."""
     state, tensors = checkpoint.load_checkpoint(
         folder, model=run.base, optimizer=run.optimizer, scheduler=run.scheduler,
         device=run.device)
     saved = state["train_config"]
-    changed = [f.name for f in fields(config) if f.name not in _RESUMABLE_CHANGES
+    free = _BRANCH_CHANGES if branch else _RESUMABLE_CHANGES
+    changed = [f.name for f in fields(config) if f.name not in free
                and saved.get(f.name) != _jsonable(getattr(config, f.name))]
     if changed:
-        raise ValueError(f"cannot resume from {str(folder)!r}: the config differs in "
-                         f"{changed} (saved {[saved.get(n) for n in changed]}); resume with "
-                         f"the same settings or start a new checkpoint_dir")
+        raise ValueError(f"cannot {'branch' if branch else 'resume'} from {str(folder)!r}: "
+                         f"the config differs in {changed} (saved "
+                         f"{[saved.get(n) for n in changed]}); "
+                         + ("a branch may change only the schedule "
+                            f"({sorted(_BRANCH_CHANGES - _RESUMABLE_CHANGES)})" if branch else
+                            "resume with the same settings or start a new checkpoint_dir"))
+    if branch and saved_steps(state) > config.max_steps:
+        raise ValueError(f"cannot branch from {str(folder)!r}: it is at step "
+                         f"{saved_steps(state)}, past this run's max_steps={config.max_steps}")
     rank = run.info.rank
     if f"rng.{rank}.batches" not in tensors:
         raise ValueError(f"checkpoint {str(folder)!r} was written by fewer processes than "
@@ -536,7 +572,16 @@ def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig) -> tup
     for name in ("train_loss", "val_loss", "lr"):
         setattr(result, name, [tuple(pair) for pair in saved_result[name]])
     result.steps = result.resumed_from = saved_result["steps"]
+    if branch:  # this run's schedule, at the step the checkpoint reached
+        result.val_loss = [(s, v) for s, v in result.val_loss if s < result.steps]
+        run.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            run.optimizer, _lr_factor(config), last_epoch=result.steps - 1)
     return saved_result["steps"], saved_result["wall_time_s"]
+
+
+def saved_steps(state: dict) -> int:
+    """The step a checkpoint's ``state.json`` says it reached."""
+    return int(state["result"]["steps"])
 
 
 def _jsonable(value):

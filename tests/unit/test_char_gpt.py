@@ -1,4 +1,4 @@
-"""Train-or-load of chapters 11-12: round trip, provenance, refusals, evaluation."""
+"""Train-or-load of chapters 13-14: round trip, provenance, refusals, evaluation."""
 
 import dataclasses
 

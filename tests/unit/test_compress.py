@@ -1,4 +1,4 @@
-"""Quantization, pruning, sizes and timing helpers of chapter 11."""
+"""Quantization, pruning, sizes and timing helpers of chapter 13."""
 
 import warnings
 

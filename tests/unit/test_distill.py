@@ -1,4 +1,4 @@
-"""Distillation loss (chapter 11): known values, gradient, limits, clear errors."""
+"""Distillation loss (chapter 13): known values, gradient, limits, clear errors."""
 
 import math
 

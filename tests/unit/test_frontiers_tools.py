@@ -1,4 +1,4 @@
-"""Chapter 12's tools: replay batches, typos, answer scoring."""
+"""Chapter 14's tools: replay batches, typos, answer scoring."""
 
 import pytest
 import torch

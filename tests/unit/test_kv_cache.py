@@ -1,4 +1,4 @@
-"""The KV cache of chapter 11: same logits, same tokens, clear errors."""
+"""The KV cache of chapter 13: same logits, same tokens, clear errors."""
 
 import pytest
 import torch
