@@ -41,3 +41,30 @@ def test_the_block_comparison_matches_n_within_one_percent():
          for r in runs}
     for width in (16, 32, 64):
         assert abs(n[f"llama-d{width}"] / n[f"gpt2-d{width}"] - 1) < 0.01
+
+
+def test_the_committed_wsd_branches_are_runs_of_their_grid():
+    """Chapter 11's branched WSD file: one record per seed of its grid, every length."""
+    import json
+
+    from course_lib.scaling.wsd import branch_steps
+
+    grid = json.loads((RESULTS / "wsd_grid.json").read_text())
+    saved = json.loads((RESULTS / "wsd.json").read_text())
+    assert saved["grid"] == grid
+    assert sorted(r["spec"]["seed"] for r in saved["records"]) == grid["seeds"]
+    for record in saved["records"]:
+        seed = record["spec"]["seed"]
+        spec = RunSpec(**(grid["run"] | {"seed": seed, "name": f"{grid['run']['name']}-s{seed}"}))
+        assert RunSpec(**record["spec"]) == spec
+        assert [r["steps"] for r in record["lengths"]] == branch_steps(
+            spec.steps, grid["branches"], grid["decay_fraction"])
+        assert record["wall_time_s"] > 0 and record["provenance"]["versions"]["course_lib"]
+
+
+def test_the_ladder_keeps_the_weights_of_every_run():
+    from course_lib.core.store import load_manifest
+
+    for record in load_results(RESULTS / "ladder.jsonl"):
+        manifest = load_manifest(RESULTS / "ladder_weights" / record["weights"])
+        assert manifest["spec"]["run_id"] == record["run_id"]

@@ -116,3 +116,10 @@ def test_bad_mup_settings_are_refused():
         GPT(_config(64)).param_groups(0.1)
     with pytest.raises(ValueError, match="mup_base_width=32 has no GPT-2 equivalent"):
         _config(64).to_hf()
+
+
+def test_a_bad_learning_rate_is_named():
+    with pytest.raises(ValueError, match="lr"):
+        GPT(_config(64)).param_groups(0.1, -1.0)
+    with pytest.raises(ValueError, match="lr"):
+        GPT(_config(64, None)).param_groups(0.1, float("nan"))
