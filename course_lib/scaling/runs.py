@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
 
+from course_lib.core import store
 from course_lib.core.atomic import atomic_open
 from course_lib.core.device import get_device
 from course_lib.core.losses import IGNORE_INDEX
@@ -236,9 +238,7 @@ class TokenData(_HeldOutTokens):
     def check(self, spec: RunSpec) -> None:
         _fresh_only(spec, "a token file")
         if self.sha256 is not None:
-            from course_lib.core.store import file_sha256
-
-            found = file_sha256(self.path)
+            found = store.file_sha256(self.path)
             if found != self.sha256:
                 raise ValueError(f"data path {self.path!r} has sha256 {found}; the grid "
                                  f"expects {self.sha256}: the token file changed")
@@ -669,10 +669,6 @@ def vocab_size_of(data: Data) -> int:
 # ------------------------------------------------------------------ one run
 def _save_weights(model: GPT, folder: Path, record: dict) -> str:
     """Store the trained model as an artifact folder; return the folder's name."""
-    from safetensors.torch import save_model
-
-    from course_lib.core import store
-
     def build(tmp: Path) -> dict:
         save_model(model.cpu(), str(tmp / "model.safetensors"))
         return {"final_val_loss": record["result"]["final_val_loss"]}
@@ -684,10 +680,6 @@ def _save_weights(model: GPT, folder: Path, record: dict) -> str:
 
 def load_run_model(folder: str | os.PathLike) -> GPT:
     """The model a sweep stored with ``--save-weights`` (every file's sha256 verified)."""
-    from safetensors.torch import load_model
-
-    from course_lib.core import store
-
     manifest = store.load_manifest(folder)
     model = GPT(GPTConfig(**manifest["spec"]["model_config"]))
     load_model(model, str(Path(folder) / "model.safetensors"))

@@ -72,9 +72,10 @@ class TrainConfig:
 
     ``eval_interval = 0`` evaluates only at the end; ``eval_steps`` adds evaluations
     after these steps; ``checkpoint_interval = 0`` saves only at the end (when
-    ``checkpoint_dir`` is set), keeping the newest ``checkpoint_keep``. ``schedule_steps`` is the length the learning-rate
-    schedule is laid out for (default ``max_steps``: the cosine ends with the run; a
-    larger value stops the run part-way down a longer schedule). ``schedule`` is
+    ``checkpoint_dir`` is set), keeping the newest ``checkpoint_keep``.
+    ``schedule_steps`` is the length the learning-rate schedule is laid out for
+    (default ``max_steps``: the cosine ends with the run; a larger value stops the run
+    part-way down a longer schedule). ``schedule`` is
     ``"cosine"`` (:class:`WarmupCosine`, for pretraining), ``"linear"``
     (:class:`WarmupLinear`, to 0, as BERT fine-tuning does) or ``"wsd"``
     (:class:`WarmupStableDecay`: constant after warmup, then a 1 − sqrt cooldown to
@@ -555,9 +556,9 @@ def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig,
                          + ("a branch may change only the schedule "
                             f"({sorted(_BRANCH_CHANGES - _RESUMABLE_CHANGES)})" if branch else
                             "resume with the same settings or start a new checkpoint_dir"))
-    if branch and saved_steps(state) > config.max_steps:
+    if branch and _saved_steps(state) > config.max_steps:
         raise ValueError(f"cannot branch from {str(folder)!r}: it is at step "
-                         f"{saved_steps(state)}, past this run's max_steps={config.max_steps}")
+                         f"{_saved_steps(state)}, past this run's max_steps={config.max_steps}")
     rank = run.info.rank
     if f"rng.{rank}.batches" not in tensors:
         raise ValueError(f"checkpoint {str(folder)!r} was written by fewer processes than "
@@ -579,7 +580,7 @@ def _restore(folder, run: _Run, result: TrainResult, config: TrainConfig,
     return saved_result["steps"], saved_result["wall_time_s"]
 
 
-def saved_steps(state: dict) -> int:
+def _saved_steps(state: dict) -> int:
     """The step a checkpoint's ``state.json`` says it reached."""
     return int(state["result"]["steps"])
 
