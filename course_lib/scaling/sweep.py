@@ -499,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(runs, data, args.out, device=args.device,
                   checkpoint_dir=args.checkpoint_dir,
                   checkpoint_interval=args.checkpoint_interval if args.checkpoint_dir else 0,
-                  weights_dir=args.save_weights, max_flops=args.max_flops, jobs=args.jobs, threads=args.threads,
+                  weights_dir=args.save_weights, max_flops=args.max_flops,
+                  jobs=args.jobs, threads=args.threads,
                   progress=not args.no_progress,
                   command="python -m course_lib.scaling.sweep " + " ".join(
                       sys.argv[1:] if argv is None else argv))

@@ -16,13 +16,15 @@ Command line (the grid names the data and one run, as :mod:`course_lib.scaling.s
 
 The results file holds one record per seed: for each length its tokens, final
 validation loss, and the FLOPs of its cooldown and of the whole branch; the FLOPs and
-wall time of the long run and all cooldowns together; the grid and provenance. A killed run resumes from the long run's last checkpoint.
+wall time of the long run and all cooldowns together; the grid and provenance. A killed
+run resumes from the long run's last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -47,7 +49,7 @@ from course_lib.scaling.runs import (
 )
 from course_lib.training.loop import train
 
-__all__ = ["branch_steps", "run_branches", "main"]
+__all__ = ["branch_steps", "run_branches", "load_wsd_grid", "main"]
 
 
 def branch_steps(total_steps: int, branches: int, decay_fraction: float) -> list[int]:
@@ -94,13 +96,13 @@ def run_branches(spec: RunSpec, data: Data, *, branches: int, decay_fraction: fl
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = []
-    main = train(fresh(), get_batch, main_config, device=device, resume=True,
-                 description=f"{spec.name} (WSD, {total} steps)", flops_per_token=per_token,
-                 evaluate=evaluate)
-    wall = main.wall_time_s  # the long run's, resumed or not
+    long_run = train(fresh(), get_batch, main_config, device=device, resume=True,
+                     description=f"{spec.name} (WSD, {total} steps)",
+                     flops_per_token=per_token, evaluate=evaluate)
+    wall = long_run.wall_time_s  # the long run's, resumed or not
     for steps in lengths:
         if steps == total:
-            result = main
+            result = long_run
         else:
             clock = time.perf_counter()
             start = round((1 - decay_fraction) * steps)
@@ -138,23 +140,46 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_wsd_grid(path: str | os.PathLike) -> tuple[dict, Data, list[RunSpec]]:
+    """The grid, its data and one :class:`RunSpec` per seed (named ``<run>-s<seed>``),
+    every entry checked before anything trains; a bad one is a ``ValueError`` naming the
+    file and the entry."""
+    grid = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = [k for k in ("data", "run", "branches", "decay_fraction") if k not in grid]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}; a WSD grid names data, run, branches "
+                         f"and decay_fraction (and optionally seeds)")
+    data = data_from_dict(grid["data"], f"{path}: data")
+    specs = []
+    for seed in grid.get("seeds", [0]):
+        try:
+            spec = RunSpec(**(grid["run"] | {"seed": seed,
+                                             "name": f"{grid['run']['name']}-s{seed}"}))
+            data.check(spec)
+            branch_steps(spec.steps, grid["branches"], grid["decay_fraction"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: run (seed {seed!r}): {err}") from None
+        specs.append(spec)
+    return grid, data, specs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    grid = json.loads(Path(args.grid).read_text(encoding="utf-8"))
-    for key in ("data", "run", "branches", "decay_fraction"):
-        if key not in grid:
-            raise SystemExit(f"{args.grid}: missing {key!r}")
-    data = data_from_dict(grid["data"], f"{args.grid}: data")
+    try:
+        grid, data, specs = load_wsd_grid(args.grid)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     done = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"records": []}
     have = {r["spec"]["seed"] for r in done["records"]}
-    for seed in grid.get("seeds", [0]):
+    for spec in specs:
+        seed = spec.seed
         if seed in have:
             print(f"seed {seed}: already in {out}")
             continue
-        spec = RunSpec(**(grid["run"] | {"seed": seed, "name": f"{grid['run']['name']}-s{seed}"}))
         workdir = Path(args.workdir) / f"s{seed}" if args.workdir else None
         t0 = time.time()
         record = run_branches(spec, data, branches=grid["branches"],

@@ -47,15 +47,15 @@ def test_the_committed_wsd_branches_are_runs_of_their_grid():
     """Chapter 11's branched WSD file: one record per seed of its grid, every length."""
     import json
 
-    from course_lib.scaling.wsd import branch_steps
+    from course_lib.scaling.wsd import branch_steps, load_wsd_grid
 
-    grid = json.loads((RESULTS / "wsd_grid.json").read_text())
+    grid, _, specs = load_wsd_grid(RESULTS / "wsd_grid.json")
     saved = json.loads((RESULTS / "wsd.json").read_text())
     assert saved["grid"] == grid
     assert sorted(r["spec"]["seed"] for r in saved["records"]) == grid["seeds"]
+    by_seed = {spec.seed: spec for spec in specs}
     for record in saved["records"]:
-        seed = record["spec"]["seed"]
-        spec = RunSpec(**(grid["run"] | {"seed": seed, "name": f"{grid['run']['name']}-s{seed}"}))
+        spec = by_seed[record["spec"]["seed"]]
         assert RunSpec(**record["spec"]) == spec
         assert [r["steps"] for r in record["lengths"]] == branch_steps(
             spec.steps, grid["branches"], grid["decay_fraction"])

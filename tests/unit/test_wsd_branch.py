@@ -63,7 +63,7 @@ def test_run_branches_keeps_every_branch_point():
 
 def test_run_branches_records_every_length_and_its_cost(tmp_path):
     from course_lib.scaling.runs import KeyValueData, RunSpec
-    from course_lib.scaling.wsd import branch_steps, main, run_branches
+    from course_lib.scaling.wsd import branch_steps, load_wsd_grid, main, run_branches
 
     data = KeyValueData(n_keys=500, val_tokens=2048)
     spec = RunSpec(name="w", n_layer=1, d_model=8, n_head=1, tokens=40 * 256, lr=1e-2,
@@ -83,6 +83,11 @@ def test_run_branches_records_every_length_and_its_cost(tmp_path):
     (tmp_path / "g.json").write_text(__import__("json").dumps(grid))
     assert main(["--grid", str(tmp_path / "g.json"), "--out", str(tmp_path / "r.json"),
                  "--no-progress"]) == 0
+    bad = grid | {"run": grid["run"] | {"lr": -1.0}}
+    (tmp_path / "bad.json").write_text(__import__("json").dumps(bad))
+    assert main(["--grid", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.json")]) == 2
+    with pytest.raises(ValueError, match=r"bad.json: run \(seed 0\): .*lr"):
+        load_wsd_grid(tmp_path / "bad.json")
     saved = __import__("json").loads((tmp_path / "r.json").read_text())
     assert [r["final_val_loss"] for r in saved["records"][0]["lengths"]] == pytest.approx(
         [r["final_val_loss"] for r in lengths])
