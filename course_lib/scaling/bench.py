@@ -17,6 +17,11 @@
            ``vmap``, attention by the math kernel, which has a batching rule), and —
            with ``--compile`` — each under ``torch.compile``; prints the ratios to the
            first. On the course's 2-core CPU neither was a speed-up (0.70-1.01x; README).
+``step``   where else the speed was looked for: times one training step of a sweep-shaped
+           GPT as the sweep trains it, with AdamW's fused CPU kernel instead of its
+           per-tensor loop, and with the exact (erf) GELU in place of the tanh-approximated
+           one — a different model, timed only to show what the tanh kernel costs — and
+           prints the ratios (README: neither gives the 2x that issue asked for).
 ``train``  times a training step (forward, backward, AdamW) of the course's
            :class:`~course_lib.models.GPT` and of ``transformers``' ``GPT2LMHeadModel``
            built from the same config, with the same weights and batch, on the
@@ -53,7 +58,7 @@ from course_lib.models import GPT, GPTConfig
 from course_lib.models.flops import flops_per_token
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
-           "bench_train_step", "bench_lora_merge", "bench_sweep", "bench_stack", "main"]
+           "bench_train_step", "bench_lora_merge", "bench_sweep", "bench_stack", "bench_step_variants", "main"]
 
 #: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
 #: Matched against ``torch.cuda.get_device_name()``; more specific names first.
@@ -392,6 +397,61 @@ def bench_stack(width: int, k: int = 3, steps: int = 10, compile_: bool = False)
     return out
 
 
+def bench_step_variants(width: int, steps: int = 10) -> dict:
+    """Seconds per AdamW training step (forward, backward, clipping, update) of one GPT of
+    width ``width`` (depth 2, batch 64 x 32 over 64 tokens, as in the sweep), three ways:
+    ``"as trained"``, ``"fused AdamW"`` (``torch.optim.AdamW(fused=True)``: the same update
+    in one kernel) and ``"erf GELU"`` (the MLP's tanh-approximated GELU swapped for the
+    exact one: another model). Best of ``steps`` steps after one warm-up step each."""
+    import torch.nn.functional as F
+
+    from course_lib.models.gpt import MLP
+
+    config = GPTConfig(vocab_size=64, context_length=32, n_layer=2,
+                       n_head=max(1, width // 16), d_model=width)
+    with seeded(0):
+        x, y = torch.randint(64, (2, 64, 32))
+
+    def exact_gelu(mlp: MLP) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda h: mlp.dropout(mlp.proj(F.gelu(mlp.fc(h))))
+
+    def way(fused: bool = False, erf: bool = False) -> Callable[[], None]:
+        with seeded(0):
+            model = GPT(config)
+        if erf:
+            for mlp in (m for m in model.modules() if isinstance(m, MLP)):
+                mlp.forward = exact_gelu(mlp)
+        optimizer = torch.optim.AdamW(model.parameters(), fused=fused or None)
+
+        def step() -> None:
+            model(x, y)[1].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return step
+
+    out = {}
+    for name, step in (("as trained", way()), ("fused AdamW", way(fused=True)),
+                       ("erf GELU", way(erf=True))):
+        step()
+        out[name] = min(_time(step) for _ in range(steps))
+    return out
+
+
+def _step(args) -> int:
+    torch.set_num_threads(args.threads)
+    print(f"one GPT, depth 2, batch 64 x 32, {args.threads} thread(s); seconds per "
+          f"training step, best of {args.steps}", flush=True)
+    for width in args.widths:
+        r = bench_step_variants(width, args.steps)
+        base = r["as trained"]
+        ratios = ", ".join(f"{name} {base / r[name]:.2f}x" for name in r
+                           if name != "as trained")
+        print(f"d = {width:3d}: {base * 1e3:6.1f} ms as trained; speed-up: {ratios}",
+              flush=True)
+    return 0
+
+
 def _stack(args) -> int:
     torch.set_num_threads(args.threads)
     print(f"{args.k} models per stack, depth 2, batch 64 x 32, {args.threads} thread(s); "
@@ -459,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--steps", type=int, default=10)
     st.add_argument("--threads", type=int, default=1)
     st.add_argument("--compile", action="store_true", help="also time torch.compile")
+    sp = sub.add_parser("step", help="one training step: as trained, fused AdamW, erf GELU")
+    sp.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64, 96])
+    sp.add_argument("--steps", type=int, default=10)
+    sp.add_argument("--threads", type=int, default=1)
     lo = sub.add_parser("lora", help="forward time: plain, LoRA, LoRA merged")
     lo.add_argument("--batch-size", type=int, default=64)
     lo.add_argument("--seq-len", type=int, default=32)
@@ -468,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     return {"hw": _hw, "train": _train, "lora": _lora, "sweep": _sweep,
-            "stack": _stack}[args.command](args)
+            "stack": _stack, "step": _step}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,9 @@ def test_stack_bench_times_each_way_and_the_stack_computes_the_same_losses():
     assert set(result) == {"loss_gap", "one after another", "stacked (vmap)"}
     assert result["loss_gap"] < 1e-5  # the same weights and batches, stacked or not
     assert all(result[k] > 0 for k in ("one after another", "stacked (vmap)"))
+
+
+def test_step_bench_times_the_three_ways():
+    result = bench.bench_step_variants(8, steps=1)
+    assert list(result) == ["as trained", "fused AdamW", "erf GELU"]
+    assert all(seconds > 0 for seconds in result.values())
