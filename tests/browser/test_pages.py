@@ -36,9 +36,12 @@ PAGES = sorted(
     for p in SITE.rglob("*.html")
     if not p.relative_to(SITE).parts[0].startswith("_")
 ) if SITE.is_dir() else []
-# Chromium's own background services (its updater and Google-account check), which
-# headless Chromium contacts at start whatever page it opens. Nothing else is excused.
-BROWSER_SERVICES = ("update.googleapis.com", "accounts.google.com")
+# Chromium's own background services (its updater, Google-account check and, from
+# Chromium 150, www.google.com and its push-messaging host), which headless Chromium
+# contacts whatever page it opens, about:blank included. Nothing else is excused, and no
+# built page may name them (test_no_page_names_an_excused_host).
+BROWSER_SERVICES = ("update.googleapis.com", "accounts.google.com", "www.google.com",
+                    "android.clients.google.com", "clients2.google.com")
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{")
 
 
@@ -179,6 +182,14 @@ def _host(request_line: str) -> str:
 def test_no_request_leaves_the_build_folder(rendered):
     outside = [r for r in rendered["__refused__"] if _host(r) not in BROWSER_SERVICES]
     assert outside == [], "pages tried to reach the network: " + "; ".join(outside[:5])
+
+
+def test_no_page_names_an_excused_host():
+    """The hosts excused above are the browser's, never the book's."""
+    named = sorted({f"{page}: {host}" for page in PAGES
+                    for host in BROWSER_SERVICES
+                    if host in (SITE / page).read_text(encoding="utf-8")})
+    assert not named, f"built pages name a host the browser check excuses: {named[:5]}"
 
 
 def test_every_requested_file_exists(rendered):
