@@ -58,7 +58,8 @@ from course_lib.models import GPT, GPTConfig
 from course_lib.models.flops import flops_per_token
 
 __all__ = ["PEAK_FLOPS", "known_peak_flops", "measure_matmul_flops", "TrainBench",
-           "bench_train_step", "bench_lora_merge", "bench_sweep", "bench_stack", "bench_step_variants", "main"]
+           "bench_train_step", "bench_lora_merge", "bench_sweep", "bench_stack",
+           "bench_step_variants", "main"]
 
 #: Dense datasheet peaks in FLOP/s, (bf16 tensor cores, plain fp32), without sparsity.
 #: Matched against ``torch.cuda.get_device_name()``; more specific names first.
@@ -338,6 +339,16 @@ def _time(step: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _adamw_step(model: GPT, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor) -> None:
+    """One training step as the sweep takes it: loss of ``(x, y)`` ``(B, T)``, backward,
+    gradients clipped to norm 1, AdamW update."""
+    model(x, y)[1].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def bench_stack(width: int, k: int = 3, steps: int = 10, compile_: bool = False) -> dict:
     """Seconds per training step of ``k`` GPTs of width ``width`` (depth 2, the sweep's
     batch 64 x 32 over 64 tokens): one after another, stacked with ``torch.func``,
@@ -359,10 +370,7 @@ def bench_stack(width: int, k: int = 3, steps: int = 10, compile_: bool = False)
 
         def step():
             for i, (m, opt) in enumerate(zip(nets, optimizers)):
-                m(x[i], y[i])[1].backward()
-                torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                _adamw_step(m, opt, x[i], y[i])
         return step
 
     class Unchecked(torch.nn.Module):  # GPT.forward's token-id check cannot run under vmap
@@ -423,12 +431,7 @@ def bench_step_variants(width: int, steps: int = 10) -> dict:
                 mlp.forward = exact_gelu(mlp)
         optimizer = torch.optim.AdamW(model.parameters(), fused=fused or None)
 
-        def step() -> None:
-            model(x, y)[1].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
+        return lambda: _adamw_step(model, optimizer, x, y)
 
     out = {}
     for name, step in (("as trained", way()), ("fused AdamW", way(fused=True)),
